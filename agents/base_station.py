@@ -1,0 +1,135 @@
+"""The base station: decides steps and power per request and sends the images."""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from dataclasses import dataclass
+from typing import Protocol
+
+import mesa
+import numpy as np
+import simpy
+
+from agents.request import ImageRequest, RequestState
+
+# Per-request observation row (what the policy sees), in this order.
+OBS_FEATURES = (
+    "gain_db",          # channel power gain to the user this slot, dB
+    "distance_m",       # distance to the user, m
+    "gpu_backlog_s",    # server steps already queued on the least loaded GPU x its step latency, s
+    "age_s",            # time since the request was issued, s
+)
+# Per-request action row (what the policy returns), each in [0, 1], in this order.
+ACTION_FEATURES = (
+    "steps",            # 0 -> min_steps, 1 -> max_steps
+    "server_share",     # share of the steps run on the GPU; the phone runs the rest
+    "power",            # 0 -> min_power_w, 1 -> max_power_w
+)
+
+
+class AllocationPolicy(Protocol):
+    """Anything that maps per-request observations to per-request actions."""
+
+    def predict(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
+        """obs: (n_requests, len(OBS_FEATURES)); returns (n_requests, len(ACTION_FEATURES)) in [0, 1]."""
+        ...
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds of the decision: steps in [min_steps, max_steps], power in [min_power_w, max_power_w]."""
+
+    min_steps: int
+    max_steps: int
+    min_power_w: float
+    max_power_w: float
+
+
+class BaseStation(mesa.Agent):
+    """Collects requests, allocates steps and power once per slot, and transmits results.
+
+    Args:
+        model: the model; provides `env`, `radio`, `gpu_servers`, `phone`,
+            `users_by_id` and `deliver`.
+        position_m: coordinates, m.
+        policy: the allocation policy.
+        limits: bounds of the actions.
+    """
+
+    def __init__(self, model: mesa.Model, position_m: tuple[float, float],
+                 policy: AllocationPolicy, limits: Limits) -> None:
+        super().__init__(model)
+        self.position_m = position_m
+        self.policy = policy
+        self.limits = limits
+        self.inbox: list[ImageRequest] = []
+        self.tx_energy_j = 0.0          # energy of finished transmissions, J
+
+    def receive(self, request: ImageRequest) -> None:
+        """A user's request reaches the base station (the prompt's uplink is negligible)."""
+        self.inbox.append(request)
+
+    def observe(self, requests: list[ImageRequest]) -> np.ndarray:
+        """Observation rows for `requests`, laid out as OBS_FEATURES."""
+        radio = self.model.radio
+        users = self.model.users_by_id
+        rows = np.zeros((len(requests), len(OBS_FEATURES)))
+        backlog = min(s.queued_steps * s.compute.step_latency_s(1) for s in self.model.gpu_servers)
+        for i, r in enumerate(requests):
+            u = users[r.user_id].index
+            rows[i] = (10 * np.log10(radio.gain[u]), radio.distance_m[u], backlog,
+                       self.model.env.now - r.issued_s)
+        return rows
+
+    def allocate(self) -> list[ImageRequest]:
+        """Decide steps, split and power for every waiting request, then dispatch them."""
+        requests, self.inbox = self.inbox, []
+        if not requests:
+            return []
+        action = np.asarray(self.policy.predict(self.observe(requests), deterministic=True), dtype=float)
+        expected = (len(requests), len(ACTION_FEATURES))
+        if action.shape != expected or not np.all((action >= 0) & (action <= 1)):
+            raise ValueError(f"policy returned an action of shape {action.shape} with range "
+                             f"[{action.min():.3g}, {action.max():.3g}]; expected shape {expected} in [0, 1]")
+        lim = self.limits
+        radio = self.model.radio
+        to_gpu: list[ImageRequest] = []
+        for r, (steps_frac, share, power_frac) in zip(requests, action):
+            u = self.model.users_by_id[r.user_id].index
+            total = int(round(lim.min_steps + steps_frac * (lim.max_steps - lim.min_steps)))
+            r.server_steps = int(round(total * share))
+            r.device_steps = total - r.server_steps
+            r.power_w = lim.min_power_w + power_frac * (lim.max_power_w - lim.min_power_w)
+            r.allocated_s = self.model.env.now
+            r.distance_m = float(radio.distance_m[u])
+            if r.server_steps > 0:
+                to_gpu.append(r)
+            else:
+                self.send(r)
+        if to_gpu:
+            server = min(self.model.gpu_servers, key=lambda s: s.queued_steps * s.compute.step_latency_s(1))
+            server.submit(to_gpu)
+        return requests
+
+    def send(self, request: ImageRequest) -> None:
+        """Start transmitting a request's result to its user."""
+        self.model.env.process(self.deliver(request))
+
+    def deliver(self, request: ImageRequest) -> Generator[simpy.Event, None, None]:
+        """SimPy process: radio transfer, then the phone's own steps, then hand-over."""
+        env = self.model.env
+        user = self.model.users_by_id[request.user_id]
+        request.state = RequestState.TRANSMITTING
+        transfer = yield from self.model.radio.transmit(user.index, request.power_w)
+        request.rate_bps, request.gain = transfer.rate_bps, transfer.gain
+        request.tx_s, request.tx_energy_j = transfer.end_s - transfer.start_s, transfer.energy_j
+        self.tx_energy_j += transfer.energy_j
+        if request.device_steps > 0:
+            request.state = RequestState.FINISHING
+            phone = self.model.phone
+            yield env.timeout(request.device_steps * phone.step_latency_s)
+            request.device_energy_j = request.device_steps * phone.step_energy_j
+        request.delivered_s = env.now
+        request.state = RequestState.DELIVERED
+        user.receive_image(request)
+        self.model.deliver(request)

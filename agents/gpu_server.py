@@ -1,0 +1,101 @@
+"""An edge GPU server that denoises batches of requests."""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import mesa
+import simpy
+
+from agents.request import ImageRequest, RequestState
+
+
+@dataclass(frozen=True)
+class BatchTiming:
+    """What running one batch cost.
+
+    Attributes:
+        finish_s: per request, seconds from the batch's start to its last server step.
+        energy_j: per request, its share of the batch's energy, J.
+        busy_s: seconds the GPU was held by the batch.
+    """
+
+    finish_s: list[float]
+    energy_j: list[float]
+    busy_s: float
+
+
+class ComputeModel(Protocol):
+    """How long a batch takes and what it costs: profiled, or measured by real denoising."""
+
+    def step_latency_s(self, batch: int) -> float:
+        """Latency of one denoising step for a batch of `batch` images, s."""
+        ...
+
+    def batch_timing(self, steps: Sequence[int]) -> BatchTiming:
+        """Timing of a lockstep batch whose members need `steps` server steps each."""
+        ...
+
+
+class GpuServer(mesa.Agent):
+    """One GPU behind the base station, a `simpy.Resource` of capacity 1.
+
+    Args:
+        model: the model; provides `env` and `base_station`.
+        name: label used in records.
+        position_m: coordinates, m (for the view; the backhaul is not modelled).
+        compute: the engine that times (or runs) a batch.
+        max_batch: most requests per batch.
+    """
+
+    def __init__(self, model: mesa.Model, name: str, position_m: tuple[float, float],
+                 compute: ComputeModel, max_batch: int) -> None:
+        super().__init__(model)
+        self.name = name
+        self.position_m = position_m
+        self.compute = compute
+        self.max_batch = max_batch
+        self.gpu = simpy.Resource(model.env, capacity=1)
+        self.queued_steps = 0           # server steps allocated but not yet finished
+        self.busy_s = 0.0               # GPU time of finished batches, s
+        self.energy_j = 0.0             # energy of finished batches, J
+        self.batches = 0
+        self._batch_started_s: float | None = None
+
+    def submit(self, requests: list[ImageRequest]) -> None:
+        """Queue requests for denoising, in batches of at most `max_batch`."""
+        for start in range(0, len(requests), self.max_batch):
+            batch = requests[start:start + self.max_batch]
+            for r in batch:
+                r.server, r.state = self.name, RequestState.QUEUED
+                self.queued_steps += r.server_steps
+            self.model.env.process(self.denoise(batch))
+
+    def denoise(self, batch: list[ImageRequest]) -> Generator[simpy.Event, None, None]:
+        """SimPy process: wait for the GPU, run the batch, hand each image to the base station."""
+        env = self.model.env
+        with self.gpu.request() as turn:
+            yield turn
+            start = env.now
+            self._batch_started_s = start
+            timing = self.compute.batch_timing([r.server_steps for r in batch])
+            for r, energy in zip(batch, timing.energy_j):
+                r.state, r.started_s, r.batch_size = RequestState.DENOISING, start, len(batch)
+                r.server_energy_j = energy
+            for finish, r in sorted(zip(timing.finish_s, batch), key=lambda pair: pair[0]):
+                yield env.timeout(start + finish - env.now)
+                r.finished_s = env.now
+                self.queued_steps -= r.server_steps
+                self.model.base_station.send(r)
+            yield env.timeout(start + timing.busy_s - env.now)
+            self.busy_s += timing.busy_s
+            self.energy_j += sum(timing.energy_j)
+            self.batches += 1
+            self._batch_started_s = None
+
+    def busy_time_s(self) -> float:
+        """GPU time used so far, including the running batch's elapsed part, s."""
+        running = 0.0 if self._batch_started_s is None else self.model.env.now - self._batch_started_s
+        return self.busy_s + running

@@ -1,0 +1,69 @@
+"""One image request, recorded end to end."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+
+
+class RequestState(Enum):
+    """Where a request is in its life."""
+
+    WAITING = "waiting"          # issued, not yet allocated by the base station
+    QUEUED = "queued"            # allocated, waiting for a GPU
+    DENOISING = "denoising"      # on the GPU
+    TRANSMITTING = "transmitting"
+    FINISHING = "finishing"      # the phone runs its own steps
+    DELIVERED = "delivered"
+
+
+@dataclass
+class ImageRequest:
+    """A user's request for an image and everything measured about it.
+
+    Times are simulated seconds on the model's clock; NaN until reached.
+    """
+
+    request_id: int
+    user_id: int
+    prompt: str
+    topic: str
+    issued_s: float
+    state: RequestState = RequestState.WAITING
+    allocated_s: float = float("nan")
+    server: str = ""
+    server_steps: int = 0
+    device_steps: int = 0
+    power_w: float = float("nan")
+    batch_size: int = 0
+    started_s: float = float("nan")       # first server step began
+    finished_s: float = float("nan")      # last server step done
+    delivered_s: float = float("nan")     # image complete on the phone
+    distance_m: float = float("nan")
+    gain: float = float("nan")
+    rate_bps: float = float("nan")
+    tx_s: float = float("nan")
+    tx_energy_j: float = float("nan")
+    server_energy_j: float = 0.0
+    device_energy_j: float = 0.0
+    extra: dict[str, float | str] = field(default_factory=dict)
+
+    @property
+    def steps(self) -> int:
+        """Total denoising steps, server and phone."""
+        return self.server_steps + self.device_steps
+
+    @property
+    def wait_s(self) -> float:
+        """From issuing the request to holding the finished image, s."""
+        return self.delivered_s - self.issued_s
+
+    def as_record(self) -> dict[str, float | int | str]:
+        """Flat row for the run's requests table."""
+        row = asdict(self)
+        row.pop("extra")
+        row["state"] = self.state.value
+        row["steps"] = self.steps
+        row["wait_s"] = self.wait_s
+        row.update(self.extra)
+        return row

@@ -1,0 +1,6 @@
+"""Allocation policies of the base station: learners and baselines, one interface.
+
+Every policy maps per-request observations to per-request actions in [0, 1]
+(layouts: `agents.base_station.OBS_FEATURES` and `ACTION_FEATURES`) through
+`predict(obs, deterministic)`.
+"""

@@ -1,0 +1,1 @@
+"""Scenario files, their loader and the runners (`python -m scenarios`)."""

@@ -1,0 +1,80 @@
+"""Compute cost of denoising: per-step latency and energy on a GPU server and on a phone.
+
+Profiled model (constants in the YAML):
+    t_step(b) = step_latency_s * (1 + batch_latency_slope * (b - 1))   one step of a batch of b, s
+    e_step(b) = step_energy_j  * (1 + batch_energy_slope  * (b - 1))   energy of that step, J
+
+A batch runs its denoising steps in lockstep; a request leaves the batch when
+its own steps are done, so the batch shrinks and later steps get cheaper.
+Each step's energy is shared equally by the requests still in the batch.
+
+`ProfiledCost` implements the `ComputeModel` interface of `agents.gpu_server`;
+the real denoising engine is another implementation of that interface.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from agents.gpu_server import BatchTiming
+
+
+class GpuProfile(BaseModel):
+    """Cost constants of one GPU server."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    step_latency_s: float = Field(0.05, gt=0, description="Latency of one denoising step at batch 1, s.")
+    batch_latency_slope: float = Field(
+        0.15, ge=0, description="Extra latency per step for each further image in the batch, fraction of step_latency_s.")
+    step_energy_j: float = Field(15.0, gt=0, description="Energy of one denoising step at batch 1, J.")
+    batch_energy_slope: float = Field(
+        0.10, ge=0, description="Extra energy per step for each further image in the batch, fraction of step_energy_j.")
+    max_batch: int = Field(16, ge=1, description="Most images denoised together in one batch, count.")
+
+
+class PhoneProfile(BaseModel):
+    """Cost constants of a phone finishing the last steps itself."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    step_latency_s: float = Field(0.8, gt=0, description="Latency of one denoising step on the phone, s.")
+    step_energy_j: float = Field(2.0, gt=0, description="Energy of one denoising step on the phone, J.")
+
+
+class ProfiledCost:
+    """Batch timing from a calibrated profile (no denoising is run)."""
+
+    def __init__(self, profile: GpuProfile) -> None:
+        self.profile = profile
+
+    def step_latency_s(self, batch: int) -> float:
+        """t_step(b), s."""
+        p = self.profile
+        return p.step_latency_s * (1.0 + p.batch_latency_slope * (batch - 1))
+
+    def step_energy_j(self, batch: int) -> float:
+        """e_step(b), J."""
+        p = self.profile
+        return p.step_energy_j * (1.0 + p.batch_energy_slope * (batch - 1))
+
+    def batch_timing(self, steps: Sequence[int]) -> BatchTiming:
+        """Finish offsets and energy of a lockstep batch whose members need `steps` server steps."""
+        steps_arr = np.asarray(steps, dtype=int)
+        finish_s = np.zeros(len(steps_arr))
+        energy_j = np.zeros(len(steps_arr))
+        clock_s = 0.0
+        done = 0
+        for level in np.unique(steps_arr):
+            active = steps_arr >= level
+            batch = int(active.sum())
+            run = int(level) - done
+            if run > 0:
+                clock_s += run * self.step_latency_s(batch)
+                energy_j[active] += run * self.step_energy_j(batch) / batch
+            finish_s[steps_arr == level] = clock_s
+            done = int(level)
+        return BatchTiming(finish_s=finish_s.tolist(), energy_j=energy_j.tolist(), busy_s=clock_s)

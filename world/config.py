@@ -1,0 +1,96 @@
+"""The scenario's typed configuration: every constant of a run, with its unit.
+
+Each part's config lives beside what it configures (streets, radio, compute,
+prompts); this module assembles them into `ScenarioConfig`.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from world.compute import GpuProfile, PhoneProfile
+from world.prompts import PromptsConfig
+from world.radio import RadioConfig
+from world.streets import StreetsConfig
+
+Point = tuple[float, float]
+
+
+class UsersConfig(BaseModel):
+    """The population of mobile users."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    count: int = Field(30, ge=1, description="Number of mobile users, count.")
+    speed_mps: tuple[float, float] = Field(
+        (0.8, 1.6), description="Range of walking speeds, m/s; each user draws one uniformly.")
+    request_rate_per_s: float = Field(
+        0.02, ge=0, description="Mean image requests per user per second (Poisson process), 1/s.")
+
+    @model_validator(mode="after")
+    def _speed_range(self) -> UsersConfig:
+        low, high = self.speed_mps
+        if low <= 0 or high < low:
+            raise ValueError(f"speed_mps must be [low, high] with 0 < low <= high, got {list(self.speed_mps)}")
+        return self
+
+
+class BaseStationConfig(BaseModel):
+    """The base station and its decision bounds."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    position_m: Point = Field((200.0, 200.0), description="Coordinates (x, y), m.")
+    policy: Literal["fixed", "random"] = Field(
+        "fixed", description="Allocation policy: 'fixed' (max steps on the GPU, max power) or 'random'.")
+    min_steps: int = Field(5, ge=1, description="Fewest denoising steps per request T_min, count.")
+    max_steps: int = Field(50, ge=1, description="Most denoising steps per request T_max, count.")
+    energy_budget_j_per_slot: float = Field(
+        500.0, gt=0, description="Energy the service may spend per slot (GPU + radio), J.")
+
+    @model_validator(mode="after")
+    def _steps_range(self) -> BaseStationConfig:
+        if self.min_steps > self.max_steps:
+            raise ValueError(f"min_steps ({self.min_steps}) must not exceed max_steps ({self.max_steps})")
+        return self
+
+
+class GpuServerConfig(GpuProfile):
+    """One edge GPU server: where it is and its cost profile."""
+
+    name: str = Field(min_length=1, description="Server label.")
+    position_m: Point = Field(description="Coordinates (x, y), m.")
+
+
+class ScenarioConfig(BaseModel):
+    """A whole scenario."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field("city_block", min_length=1, description="Scenario name, used in run folder names.")
+    seed: int = Field(42, ge=0, description="Seed of every random draw of the run.")
+    slots: int = Field(300, ge=1, description="Slots in a run unless --steps says otherwise, count.")
+    slot_s: float = Field(1.0, gt=0, description="Length of one slot of the simulated clock, s.")
+    streets: StreetsConfig = Field(default_factory=StreetsConfig, description="Street grid and mobility.")
+    users: UsersConfig = Field(default_factory=UsersConfig, description="Mobile users.")
+    base_station: BaseStationConfig = Field(default_factory=BaseStationConfig, description="Base station.")
+    radio: RadioConfig = Field(default_factory=RadioConfig, description="Downlink channel.")
+    gpu_servers: tuple[GpuServerConfig, ...] = Field(min_length=1, description="Edge GPU servers, at least one.")
+    phone: PhoneProfile = Field(default_factory=PhoneProfile, description="Phones' denoising cost.")
+    prompts: PromptsConfig = Field(description="Prompt catalog.")
+
+    @model_validator(mode="after")
+    def _inside_block(self) -> ScenarioConfig:
+        width = self.streets.columns * self.streets.block_m
+        height = self.streets.rows * self.streets.block_m
+        places = [("base_station.position_m", self.base_station.position_m)]
+        places += [(f"gpu_servers.{s.name}.position_m", s.position_m) for s in self.gpu_servers]
+        for where, (x, y) in places:
+            if not (0 <= x <= width and 0 <= y <= height):
+                raise ValueError(f"{where} = [{x}, {y}] lies outside the block [0, {width}] x [0, {height}] m")
+        names = [s.name for s in self.gpu_servers]
+        if len(set(names)) != len(names):
+            raise ValueError(f"gpu_servers need unique names, got {names}")
+        return self
