@@ -22,7 +22,6 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
 
 def _run(path: Path, args: argparse.Namespace) -> int:
     cfg = load_scenario(path)
-    print(f"running {cfg.name} from {path}")
     try:
         result = run_scenario(cfg, steps=args.steps, seed=args.seed, out=args.out, force=args.force)
     except KeyboardInterrupt:

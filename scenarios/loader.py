@@ -56,7 +56,11 @@ def parse_scenario(text: str, source: str = "<scenario>",
     try:
         return ScenarioConfig.model_validate(data)
     except ValidationError as exc:
-        lines = [_explain(err) for err in exc.errors()]
+        errors = exc.errors()
+        # An error inside a list also fails the list's own length check; name only the inner one.
+        errors = [e for e in errors if not any(
+            len(o["loc"]) > len(e["loc"]) and tuple(o["loc"][:len(e["loc"])]) == tuple(e["loc"]) for o in errors)]
+        lines = [_explain(err) for err in errors]
         raise ScenarioError(f"{source}: " + "\n  ".join(lines)) from None
 
 
@@ -74,6 +78,8 @@ def _explain(err: dict[str, Any]) -> str:
     if err["type"] == "missing":
         return f"{path}: required field is missing{_doc(loc)}"
     message = err["msg"].removeprefix("Value error, ")
+    if isinstance(given, dict):      # a check across fields: the message names them
+        return f"{path}: {message}"
     return f"{path}: got {_show(given)}; {message}{_doc(loc)}"
 
 

@@ -50,9 +50,12 @@ def prepare_run_dir(out: Path, force: bool) -> Path:
     if out.is_dir() and any(out.iterdir()) and not force:
         raise ScenarioError(f"run folder '{out}' already holds files; choose another --out, "
                             f"or pass --force to replace its run")
-    out.mkdir(parents=True, exist_ok=True)
-    for name in ("config.yaml", "slots.csv", "requests.csv"):
-        (out / name).unlink(missing_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for name in ("config.yaml", "slots.csv", "requests.csv"):
+            (out / name).unlink(missing_ok=True)
+    except OSError as exc:
+        raise ScenarioError(f"cannot create run folder '{out}': {exc.strerror}; choose another --out") from None
     return out
 
 
@@ -128,6 +131,7 @@ def run_scenario(cfg: ScenarioConfig, steps: int | None = None, seed: int | None
     out = prepare_run_dir(out or default_run_dir(cfg, seed), force)
     write_atomic(out / "config.yaml", yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
 
+    log(f"running {cfg.name}: {steps} slots of {cfg.slot_s:g} s, seed {seed}, run folder {out}")
     model = CityBlock(cfg, make_policy(cfg, seed))
     writer = RunWriter(out)
     issued = delivered = 0

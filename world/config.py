@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from world.compute import GpuProfile, PhoneProfile
 from world.prompts import PromptsConfig
@@ -29,12 +29,13 @@ class UsersConfig(BaseModel):
     request_rate_per_s: float = Field(
         0.02, ge=0, description="Mean image requests per user per second (Poisson process), 1/s.")
 
-    @model_validator(mode="after")
-    def _speed_range(self) -> UsersConfig:
-        low, high = self.speed_mps
+    @field_validator("speed_mps")
+    @classmethod
+    def _speed_range(cls, speed: tuple[float, float]) -> tuple[float, float]:
+        low, high = speed
         if low <= 0 or high < low:
-            raise ValueError(f"speed_mps must be [low, high] with 0 < low <= high, got {list(self.speed_mps)}")
-        return self
+            raise ValueError("must be [low, high] with 0 < low <= high")
+        return speed
 
 
 class BaseStationConfig(BaseModel):

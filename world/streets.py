@@ -22,7 +22,7 @@ from typing import Literal
 
 import networkx as nx
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from agents.user import MobileUser, Node
 
@@ -41,12 +41,13 @@ class StreetsConfig(BaseModel):
     pause_s: tuple[float, float] = Field(
         (0.0, 30.0), description="Random waypoint: range of the pause at each waypoint, s (uniform).")
 
-    @model_validator(mode="after")
-    def _pause_range(self) -> StreetsConfig:
-        low, high = self.pause_s
+    @field_validator("pause_s")
+    @classmethod
+    def _pause_range(cls, pause: tuple[float, float]) -> tuple[float, float]:
+        low, high = pause
         if low < 0 or high < low:
-            raise ValueError(f"pause_s must be [low, high] with 0 <= low <= high, got {list(self.pause_s)}")
-        return self
+            raise ValueError("must be [low, high] with 0 <= low <= high")
+        return pause
 
 
 class StreetGrid:
