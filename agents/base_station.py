@@ -93,7 +93,9 @@ class BaseStation(mesa.Agent):
                              f"[{action.min():.3g}, {action.max():.3g}]; expected shape {expected} in [0, 1]")
         lim = self.limits
         radio = self.model.radio
-        to_gpu: list[ImageRequest] = []
+        servers = self.model.gpu_servers
+        backlog_s = [s.queued_steps * s.compute.step_latency_s(1) for s in servers]
+        to_gpu: dict[int, list[ImageRequest]] = {}
         for r, (steps_frac, share, power_frac) in zip(requests, action):
             u = self.model.users_by_id[r.user_id].index
             total = int(round(lim.min_steps + steps_frac * (lim.max_steps - lim.min_steps)))
@@ -102,13 +104,14 @@ class BaseStation(mesa.Agent):
             r.power_w = lim.min_power_w + power_frac * (lim.max_power_w - lim.min_power_w)
             r.allocated_s = self.model.env.now
             r.distance_m = float(radio.distance_m[u])
-            if r.server_steps > 0:
-                to_gpu.append(r)
+            if r.server_steps > 0:     # join the GPU with the least work queued
+                k = min(range(len(servers)), key=backlog_s.__getitem__)
+                backlog_s[k] += r.server_steps * servers[k].compute.step_latency_s(1)
+                to_gpu.setdefault(k, []).append(r)
             else:
                 self.send(r)
-        if to_gpu:
-            server = min(self.model.gpu_servers, key=lambda s: s.queued_steps * s.compute.step_latency_s(1))
-            server.submit(to_gpu)
+        for k, batch in to_gpu.items():
+            servers[k].submit(batch)
         return requests
 
     def send(self, request: ImageRequest) -> None:

@@ -58,6 +58,7 @@ class GpuServer(mesa.Agent):
         self.compute = compute
         self.max_batch = max_batch
         self.gpu = simpy.Resource(model.env, capacity=1)
+        self.waiting: list[ImageRequest] = []     # allocated, not yet on the GPU
         self.queued_steps = 0           # server steps allocated but not yet finished
         self.busy_s = 0.0               # GPU time of finished batches, s
         self.energy_j = 0.0             # energy of finished batches, J
@@ -65,19 +66,26 @@ class GpuServer(mesa.Agent):
         self._batch_started_s: float | None = None
 
     def submit(self, requests: list[ImageRequest]) -> None:
-        """Queue requests for denoising, in batches of at most `max_batch`."""
-        for start in range(0, len(requests), self.max_batch):
-            batch = requests[start:start + self.max_batch]
-            for r in batch:
-                r.server, r.state = self.name, RequestState.QUEUED
-                self.queued_steps += r.server_steps
-            self.model.env.process(self.denoise(batch))
+        """Queue requests for denoising.
 
-    def denoise(self, batch: list[ImageRequest]) -> Generator[simpy.Event, None, None]:
-        """SimPy process: wait for the GPU, run the batch, hand each image to the base station."""
+        Batching is dynamic: whoever gets the GPU next takes up to `max_batch`
+        of the requests waiting at that moment, including later arrivals.
+        """
+        for r in requests:
+            r.server, r.state = self.name, RequestState.QUEUED
+            self.queued_steps += r.server_steps
+        self.waiting.extend(requests)
+        for _ in range(0, len(requests), self.max_batch):
+            self.model.env.process(self.denoise())
+
+    def denoise(self) -> Generator[simpy.Event, None, None]:
+        """SimPy process: wait for the GPU, run a batch of waiting requests, hand each image on."""
         env = self.model.env
         with self.gpu.request() as turn:
             yield turn
+            batch, self.waiting = self.waiting[:self.max_batch], self.waiting[self.max_batch:]
+            if not batch:           # an earlier turn already took these requests
+                return
             start = env.now
             self._batch_started_s = start
             timing = self.compute.batch_timing([r.server_steps for r in batch])

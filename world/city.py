@@ -140,7 +140,7 @@ class CityBlock(mesa.Model):
             "service_energy_j": service,
             "over_budget_j": max(0.0, service - self.cfg.base_station.energy_budget_j_per_slot),
             "gpu_utilisation": (busy - self._last["gpu_busy_s"]) / (self.slot_s * len(self.gpu_servers)),
-            "gpu_queue": sum(len(s.gpu.queue) for s in self.gpu_servers),
+            "gpu_queue": sum(len(s.waiting) for s in self.gpu_servers),
         }
         self._last = {"gpu_busy_s": busy, "gpu_energy_j": gpu_energy, "tx_energy_j": tx_energy}
 
