@@ -89,8 +89,9 @@ class BaseStation(mesa.Agent):
         action = np.asarray(self.policy.predict(self.observe(requests), deterministic=True), dtype=float)
         expected = (len(requests), len(ACTION_FEATURES))
         if action.shape != expected or not np.all((action >= 0) & (action <= 1)):
-            raise ValueError(f"policy returned an action of shape {action.shape} with range "
-                             f"[{action.min():.3g}, {action.max():.3g}]; expected shape {expected} in [0, 1]")
+            span = f" with range [{action.min():.3g}, {action.max():.3g}]" if action.size else ""
+            raise ValueError(f"policy returned an action of shape {action.shape}{span}; "
+                             f"expected shape {expected} in [0, 1]")
         lim = self.limits
         radio = self.model.radio
         servers = self.model.gpu_servers

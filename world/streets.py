@@ -61,6 +61,7 @@ class StreetGrid:
         for a, b in self.graph.edges:
             self.graph.edges[a, b]["length_m"] = float(np.linalg.norm(self.coords[a] - self.coords[b]))
         self.nodes: list[Node] = sorted(self.graph.nodes)
+        self._edges: list[tuple[Node, Node]] = sorted(self.graph.edges)
         self._route = lru_cache(maxsize=4096)(self._shortest_route)
 
     @property
@@ -80,7 +81,9 @@ class StreetGrid:
 
     def random_segment(self, rng: Random) -> tuple[Node, Node, float]:
         """A uniformly chosen point on the streets: (from, to, offset_m)."""
-        a, b = rng.choice(sorted(self.graph.edges))
+        a, b = rng.choice(self._edges)
+        if rng.random() < 0.5:           # either heading along the segment
+            a, b = b, a
         return a, b, rng.uniform(0.0, self.length_m(a, b))
 
     def route(self, a: Node, b: Node) -> list[Node]:
