@@ -50,7 +50,7 @@ class BaseStation(mesa.Agent):
 
     Args:
         model: the model; provides `env`, `radio`, `gpu_servers`, `phone`,
-            `users_by_id` and `deliver`.
+            `quality`, `users_by_id` and `deliver`.
         position_m: coordinates, m.
         policy: the allocation policy.
         limits: bounds of the actions.
@@ -134,6 +134,7 @@ class BaseStation(mesa.Agent):
             yield env.timeout(request.device_steps * phone.step_latency_s)
             request.device_energy_j = request.device_steps * phone.step_energy_j
         request.delivered_s = env.now
+        request.sharpness, request.fidelity = self.model.quality.assess(request.steps)
         request.state = RequestState.DELIVERED
-        user.receive_image(request)
         self.model.deliver(request)
+        user.receive_image(request)

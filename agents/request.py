@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 
+from agents.feedback import Feedback
+
 
 class RequestState(Enum):
     """Where a request is in its life."""
@@ -14,7 +16,8 @@ class RequestState(Enum):
     DENOISING = "denoising"      # on the GPU
     TRANSMITTING = "transmitting"
     FINISHING = "finishing"      # the phone runs its own steps
-    DELIVERED = "delivered"
+    DELIVERED = "delivered"      # the image is on the phone; the user is looking at it
+    RATED = "rated"              # the user has answered
 
 
 @dataclass
@@ -26,6 +29,7 @@ class ImageRequest:
 
     request_id: int
     user_id: int
+    persona: str
     prompt: str
     topic: str
     issued_s: float
@@ -46,6 +50,10 @@ class ImageRequest:
     tx_energy_j: float = float("nan")
     server_energy_j: float = 0.0
     device_energy_j: float = 0.0
+    sharpness: float = float("nan")       # of the delivered image, 0-1
+    fidelity: float = float("nan")        # match to the prompt, 0-1
+    feedback_s: float = float("nan")      # the user answered
+    feedback: Feedback | None = None
     extra: dict[str, float | str] = field(default_factory=dict)
 
     @property
@@ -58,12 +66,31 @@ class ImageRequest:
         """From issuing the request to holding the finished image, s."""
         return self.delivered_s - self.issued_s
 
-    def as_record(self) -> dict[str, float | int | str]:
+    @property
+    def qoe(self) -> float:
+        """QoE in [0, 1] from the user's rating; NaN without a valid rating."""
+        qoe = self.feedback.qoe if self.feedback else None
+        return float("nan") if qoe is None else qoe
+
+    def as_record(self) -> dict[str, float | int | str | bool | None]:
         """Flat row for the run's requests table."""
         row = asdict(self)
         row.pop("extra")
+        row.pop("feedback")
         row["state"] = self.state.value
         row["steps"] = self.steps
         row["wait_s"] = self.wait_s
+        row["qoe"] = self.qoe
+        fb = self.feedback
+        row.update({
+            "rating": fb.rating if fb else None,
+            "expected_rating": fb.expected_rating if fb else None,
+            "feedback_text": fb.text if fb else "",
+            "feedback_valid": fb.valid if fb else None,
+            "feedback_cached": fb.cached if fb else None,
+            "feedback_backend": fb.backend if fb else "",
+            "feedback_latency_s": fb.latency_s if fb else None,
+            "feedback_error": fb.error if fb else "",
+        })
         row.update(self.extra)
         return row

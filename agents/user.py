@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING, Protocol
 import mesa
 import simpy
 
-from agents.persona import BigFive
-from agents.request import ImageRequest
+from agents.feedback import Delivery, FeedbackService
+from agents.persona import Persona
+from agents.request import ImageRequest, RequestState
 
 if TYPE_CHECKING:
     from random import Random
@@ -50,24 +51,30 @@ class MobileUser(mesa.Agent):
 
     The user is always on a street segment, `offset_m` past `here` on the way to
     `there`. It walks at `speed_mps`, turning at intersections as the mobility
-    model says, and issues image requests as a Poisson process.
+    model says, and issues image requests as a Poisson process. When an image
+    arrives, it looks at it for a think time and says what it thinks.
 
     Args:
         model: the model; provides `env`, `streets`, `mobility`, `prompts`,
-            `base_station` and `slot_s`.
+            `base_station`, `slot_s` and `complete`.
         index: row of this user in the model's per-user arrays.
-        traits: personality.
+        persona: who the user is.
         speed_mps: walking speed, m/s.
         request_rate_per_s: mean requests per second.
         here: intersection the user starts from.
         there: neighbouring intersection it walks towards.
+        feedback: the language model behind the persona; None: the user stays silent.
+        think_s: range of the time the user takes to answer, s (uniform).
     """
 
-    def __init__(self, model: mesa.Model, index: int, traits: BigFive, speed_mps: float,
-                 request_rate_per_s: float, here: Node, there: Node) -> None:
+    def __init__(self, model: mesa.Model, index: int, persona: Persona, speed_mps: float,
+                 request_rate_per_s: float, here: Node, there: Node,
+                 feedback: FeedbackService | None = None, think_s: tuple[float, float] = (0.0, 0.0)) -> None:
         super().__init__(model)
         self.index = index
-        self.traits = traits
+        self.persona = persona
+        self.feedback = feedback
+        self.think_s = think_s
         self.speed_mps = speed_mps
         self.request_rate_per_s = request_rate_per_s
         self.prev: Node | None = None
@@ -117,11 +124,27 @@ class MobileUser(mesa.Agent):
         """Ask the base station for an image with a prompt from the catalog."""
         topic, prompt = self.model.prompts.draw(self.model.env.now, self.model.rng)
         request = ImageRequest(request_id=self.model.next_request_id(), user_id=self.unique_id,
-                               prompt=prompt, topic=topic, issued_s=self.model.env.now)
+                               persona=self.persona.summary(), prompt=prompt, topic=topic,
+                               issued_s=self.model.env.now)
         self.model.base_station.receive(request)
         return request
 
     def receive_image(self, request: ImageRequest) -> None:
-        """The finished image has arrived on the phone."""
+        """The finished image has arrived on the phone: look at it and answer, or stay silent."""
         self.received.append(request)
-        del self.received[:-8]   # keep the last few for the view and feedback
+        del self.received[:-8]   # keep the last few for the view
+        if self.feedback is None:
+            self.model.complete(request)
+        else:
+            self.model.env.process(self.give_feedback(request))
+
+    def give_feedback(self, request: ImageRequest) -> Generator[simpy.Event, None, None]:
+        """SimPy process: the answer is started at once and spoken after the think time."""
+        delivery = Delivery(prompt=request.prompt, steps=request.steps, sharpness=request.sharpness,
+                            fidelity=request.fidelity, wait_s=request.wait_s)
+        pending = self.feedback.submit(self.persona, delivery)
+        yield self.model.env.timeout(self.model.rng.uniform(*self.think_s))
+        request.feedback = pending.result()     # waits in wall-clock time only if the model is still busy
+        request.feedback_s = self.model.env.now
+        request.state = RequestState.RATED
+        self.model.complete(request, self.persona, delivery)

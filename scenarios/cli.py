@@ -7,8 +7,10 @@ import sys
 from pathlib import Path
 
 from scenarios.loader import ScenarioError, load_scenario
-from scenarios.run import run_scenario
+from scenarios.run import FeedbackFailed, run_scenario
+from world.llm import LlmSetupError
 
+EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
 
@@ -18,18 +20,27 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, metavar="S", help="seed of the run (default: the scenario's 'seed')")
     parser.add_argument("--out", type=Path, metavar="DIR", help="run folder (default: runs/<name>-<time>-seed<S>)")
     parser.add_argument("--force", action="store_true", help="replace the run in an existing --out folder")
+    parser.add_argument("--fail-fast", action="store_true",
+                        help="stop at once when the language model fails to answer (default: count and go on)")
 
 
 def _run(path: Path, args: argparse.Namespace) -> int:
     cfg = load_scenario(path)
     try:
-        result = run_scenario(cfg, steps=args.steps, seed=args.seed, out=args.out, force=args.force)
+        result = run_scenario(cfg, steps=args.steps, seed=args.seed, out=args.out, force=args.force,
+                              fail_fast=args.fail_fast)
     except KeyboardInterrupt:
         print("interrupted: every finished slot is in the run folder", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except FeedbackFailed as exc:
+        print(f"stopped (--fail-fast): {exc}", file=sys.stderr)
+        return EXIT_FAILED
     print(f"done: {result.slots} slots in {result.seconds:.2f} s; {result.requests_issued} requests issued, "
-          f"{result.requests_delivered} delivered, mean wait {result.mean_wait_s:.2f} s, "
-          f"service energy {result.service_energy_j:.0f} J")
+          f"{result.requests_delivered} delivered, {result.requests_rated} rated; mean wait "
+          f"{result.mean_wait_s:.2f} s, mean QoE {result.mean_qoe:.3f}; service energy {result.service_energy_j:.0f} J")
+    if result.llm_calls or result.cache_hits:
+        print(f"feedback: {result.llm_calls} LLM calls, {result.cache_hits} cache hits, "
+              f"{result.feedback_invalid} invalid answers, {result.feedback_failed} failed")
     print(f"run folder: {result.out}")
     return 0
 
@@ -38,7 +49,7 @@ def _guarded(fn, *args) -> int:
     """Bad input ends with one message on stderr and exit status 2, never a traceback."""
     try:
         return fn(*args)
-    except ScenarioError as exc:
+    except (ScenarioError, LlmSetupError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
 

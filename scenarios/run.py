@@ -3,7 +3,7 @@
 The run folder holds:
     config.yaml    the resolved scenario (written once, atomically, before the first slot)
     slots.csv      one row per finished slot (appended and flushed every slot)
-    requests.csv   one row per delivered request (appended and flushed every slot)
+    requests.csv   one row per finished request, with the user's feedback (appended and flushed every slot)
 so a run that is interrupted keeps every slot it finished.
 """
 
@@ -27,8 +27,11 @@ from policies.heuristics import FixedPolicy, RandomPolicy
 from scenarios.loader import ScenarioError
 from world.city import SLOT_METRICS, CityBlock
 from world.config import ScenarioConfig
+from world.feedback import FeedbackCache, FeedbackPool
+from world.feedback_model import LearnedFeedback
+from world.llm import EMBEDDED_MODELS, build_backends
 
-REQUEST_FIELDS = tuple(ImageRequest(0, 0, "", "", 0.0).as_record())
+REQUEST_FIELDS = tuple(ImageRequest(request_id=0, user_id=0, persona="", prompt="", topic="", issued_s=0.0).as_record())
 
 
 def make_policy(cfg: ScenarioConfig, seed: int) -> AllocationPolicy:
@@ -36,6 +39,33 @@ def make_policy(cfg: ScenarioConfig, seed: int) -> AllocationPolicy:
     if cfg.base_station.policy == "random":
         return RandomPolicy(np.random.default_rng([seed, 1]))
     return FixedPolicy()
+
+
+class FeedbackFailed(RuntimeError):
+    """The language model stopped answering and the run was asked to stop at once (--fail-fast)."""
+
+
+def make_feedback(cfg: ScenarioConfig, seed: int) -> tuple[FeedbackPool | LearnedFeedback | None, Callable[[], None]]:
+    """The personas' feedback service named in the scenario, and how to shut it down."""
+    fcfg = cfg.feedback
+    if fcfg.mode == "silent":
+        return None, lambda: None
+    backends, close_backends = build_backends(fcfg.llm, fcfg.instances)
+    sampling = fcfg.llm.model_dump(include={"temperature", "top_logprobs", "max_tokens", "max_retries"})
+    cache = FeedbackCache(fcfg.cache) if fcfg.cache else None
+    # the cache key names the model by its file's hash, so a changed model never reuses old answers
+    model_hash = EMBEDDED_MODELS[fcfg.llm.model].sha256 if fcfg.llm.backend == "embedded" else fcfg.llm.ollama_model
+    pool = FeedbackPool(backends, backend_id=f"{backends[0].name}@{model_hash}", sampling=sampling, cache=cache)
+    engine: FeedbackPool | LearnedFeedback = pool
+    if fcfg.mode == "learned":
+        engine = LearnedFeedback(pool, np.random.default_rng([seed, 2]), fcfg.learned_live_share,
+                                 fcfg.learned_min_pairs)
+
+    def close() -> None:
+        engine.close()
+        close_backends()
+
+    return engine, close
 
 
 def default_run_dir(cfg: ScenarioConfig, seed: int) -> Path:
@@ -77,7 +107,13 @@ class RunResult:
     slots: int
     requests_issued: int
     requests_delivered: int
+    requests_rated: int
     mean_wait_s: float
+    mean_qoe: float
+    feedback_invalid: int
+    feedback_failed: int
+    llm_calls: int
+    cache_hits: int
     service_energy_j: float
     seconds: float
 
@@ -98,9 +134,9 @@ class RunWriter:
         return writer
 
     def write_slot(self, model: CityBlock) -> None:
-        """The slot just finished: its metrics and the requests delivered in it."""
+        """The slot just finished: its metrics and the requests finished in it."""
         self.slots.writerow(model.slot_metrics)
-        for r in model.delivered:
+        for r in model.completed:
             self.requests.writerow(r.as_record())
         for f in self._files:
             f.flush()
@@ -111,7 +147,7 @@ class RunWriter:
 
 
 def run_scenario(cfg: ScenarioConfig, steps: int | None = None, seed: int | None = None,
-                 out: Path | None = None, force: bool = False,
+                 out: Path | None = None, force: bool = False, fail_fast: bool = False,
                  log: Callable[[str], None] = print) -> RunResult:
     """Build the block from `cfg`, run it, write the run folder.
 
@@ -121,7 +157,13 @@ def run_scenario(cfg: ScenarioConfig, steps: int | None = None, seed: int | None
         seed: overrides `cfg.seed`.
         out: run folder; default under runs/.
         force: replace the run in an existing folder.
+        fail_fast: stop at the first feedback the language model failed to give.
         log: where progress lines go.
+
+    Raises:
+        ScenarioError: bad input (run folder, steps).
+        LlmSetupError: the language model cannot be started or reached.
+        FeedbackFailed: with fail_fast, the model stopped answering.
     """
     seed = cfg.seed if seed is None else seed
     steps = cfg.slots if steps is None else steps
@@ -132,10 +174,12 @@ def run_scenario(cfg: ScenarioConfig, steps: int | None = None, seed: int | None
     write_atomic(out / "config.yaml", yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
 
     log(f"running {cfg.name}: {steps} slots of {cfg.slot_s:g} s, seed {seed}, run folder {out}")
-    model = CityBlock(cfg, make_policy(cfg, seed))
+    feedback, close_feedback = make_feedback(cfg, seed)
+    model = CityBlock(cfg, make_policy(cfg, seed), feedback=feedback)
     writer = RunWriter(out)
-    issued = delivered = 0
+    issued = delivered = rated = invalid = failed = 0
     waits: list[float] = []
+    qoe: list[float] = []
     energy = 0.0
     started = time.perf_counter()
     every = max(1, steps // 10)
@@ -146,13 +190,31 @@ def run_scenario(cfg: ScenarioConfig, steps: int | None = None, seed: int | None
             m = model.slot_metrics
             issued += int(m["requests_issued"])
             delivered += int(m["requests_delivered"])
+            rated += int(m["requests_rated"])
+            invalid += int(m["feedback_invalid"])
+            failed += int(m["feedback_failed"])
             waits += [r.wait_s for r in model.delivered]
+            qoe += [r.qoe for r in model.completed if not math.isnan(r.qoe)]
             energy += m["service_energy_j"]
+            if fail_fast and m["feedback_failed"]:
+                first = next(r.feedback for r in model.completed if r.feedback and r.feedback.failed)
+                raise FeedbackFailed(f"slot {model.slot}: the language model did not answer ({first.error}); "
+                                     f"finished slots are in {out}")
             if model.slot % every == 0 or model.slot == steps:
                 log(f"slot {model.slot}/{steps}  t={m['time_s']:.0f}s  issued={issued}  delivered={delivered}  "
-                    f"in_flight={m['in_flight']}  gpu={m['gpu_utilisation']:.0%}  energy={energy:.0f}J")
+                    f"rated={rated}  in_flight={m['in_flight']}  mean_qoe={_fmt(qoe)}  "
+                    f"llm_calls={m['llm_calls']}  cache_hits={m['cache_hits']}  invalid={invalid}  "
+                    f"failed={failed}  gpu={m['gpu_utilisation']:.0%}  energy={energy:.0f}J")
     finally:
         writer.close()
+        close_feedback()
+    m = model.slot_metrics
     return RunResult(out=out, slots=model.slot, requests_issued=issued, requests_delivered=delivered,
-                     mean_wait_s=float(np.mean(waits)) if waits else math.nan,
+                     requests_rated=rated, mean_wait_s=float(np.mean(waits)) if waits else math.nan,
+                     mean_qoe=float(np.mean(qoe)) if qoe else math.nan, feedback_invalid=invalid,
+                     feedback_failed=failed, llm_calls=int(m["llm_calls"]), cache_hits=int(m["cache_hits"]),
                      service_energy_j=energy, seconds=time.perf_counter() - started)
+
+
+def _fmt(values: list[float]) -> str:
+    return f"{np.mean(values):.2f}" if values else "-"

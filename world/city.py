@@ -9,22 +9,33 @@ import numpy as np
 import simpy
 
 from agents.base_station import AllocationPolicy, BaseStation, Limits
+from agents.feedback import Delivery
 from agents.gpu_server import ComputeModel, GpuServer
-from agents.persona import BigFive
+from agents.persona import TRAITS, BigFive, Persona
 from agents.request import ImageRequest
 from agents.user import MobileUser
-from world.compute import ProfiledCost
+from world.compute import ProfiledCost, ProfiledQuality
 from world.config import ScenarioConfig
+from world.feedback import FeedbackPool
+from world.feedback_model import LearnedFeedback
 from world.prompts import PromptCatalog
 from world.radio import Radio
 from world.streets import ManhattanMobility, RandomWaypointMobility, StreetGrid
 
 SLOT_METRICS = (
-    "slot", "time_s", "requests_issued", "requests_delivered", "in_flight",
+    "slot", "time_s", "requests_issued", "requests_delivered", "requests_rated", "in_flight",
     "mean_wait_s", "mean_steps", "mean_power_w", "mean_rate_bps",
     "gpu_energy_j", "tx_energy_j", "device_energy_j", "service_energy_j", "over_budget_j",
     "gpu_utilisation", "gpu_queue",
+    "total_qoe", "mean_qoe", "feedback_invalid", "feedback_failed",
+    # cumulative since the start of the run:
+    "llm_calls", "cache_hits", "cache_hit_rate", "learned_answers", "llm_median_latency_s",
+    "learned_pairs", "learned_mae", "learned_spearman",
 )
+
+NAMES = ("Ana", "Ben", "Chloe", "Dev", "Eva", "Farid", "Grace", "Hiro", "Ines", "Jon", "Kemi", "Luca",
+         "Mina", "Noah", "Olga", "Pablo", "Qiu", "Rosa", "Sami", "Tara", "Uma", "Viktor", "Wen", "Ximena",
+         "Yusuf", "Zoe")
 
 
 class CityBlock(mesa.Model):
@@ -37,10 +48,12 @@ class CityBlock(mesa.Model):
         policy: the base station's allocation policy.
         seed: overrides `cfg.seed` when given.
         compute: one compute engine per GPU server; default: the profiled cost model.
+        feedback: the personas' language model service; None: users stay silent (world-only runs).
     """
 
     def __init__(self, cfg: ScenarioConfig, policy: AllocationPolicy, seed: int | None = None,
-                 compute: list[ComputeModel] | None = None) -> None:
+                 compute: list[ComputeModel] | None = None,
+                 feedback: FeedbackPool | LearnedFeedback | None = None) -> None:
         self.seed = cfg.seed if seed is None else seed
         super().__init__(rng=self.seed)
         self.cfg = cfg
@@ -53,8 +66,11 @@ class CityBlock(mesa.Model):
         self.radio = Radio(cfg.radio, self.env, self.rng, cfg.base_station.position_m)
         self.prompts = PromptCatalog(cfg.prompts)
         self.phone = cfg.phone
+        self.quality = ProfiledQuality(cfg.quality)
+        self.feedback = feedback
         self._request_ids = 0
-        self.delivered: list[ImageRequest] = []       # delivered during the current slot
+        self.delivered: list[ImageRequest] = []       # images that reached a phone during the current slot
+        self.completed: list[ImageRequest] = []       # requests finished (rated, or delivered to a silent user)
         self.in_flight = 0
 
         bs = cfg.base_station
@@ -80,11 +96,22 @@ class CityBlock(mesa.Model):
         ucfg = self.cfg.users
         for index in range(ucfg.count):
             here, there, offset = self.streets.random_segment(self.random)
-            traits = BigFive(*self.rng.uniform(0.0, 1.0, size=5))
-            user = MobileUser(self, index, traits, float(self.rng.uniform(*ucfg.speed_mps)),
-                              ucfg.request_rate_per_s, here, there)
+            user = MobileUser(self, index, self._persona(index), float(self.rng.uniform(*ucfg.speed_mps)),
+                              ucfg.request_rate_per_s, here, there, feedback=self.feedback,
+                              think_s=self.cfg.feedback.think_s)
             user.offset_m = offset
         return self.agents_by_type[MobileUser]
+
+    def _persona(self, index: int) -> Persona:
+        """The index-th user's persona: from the explicit list in turn, or sampled from Beta per trait."""
+        pop = self.cfg.users.population
+        if pop.personas:
+            p = pop.personas[index % len(pop.personas)]
+            return Persona(p.name, BigFive(*(getattr(p, t) for t in TRAITS)), p.background)
+        means = np.array([getattr(pop.trait_means, t) for t in TRAITS])
+        traits = self.rng.beta(means * pop.concentration, (1.0 - means) * pop.concentration)
+        name = NAMES[index % len(NAMES)] + (f" {index // len(NAMES) + 1}" if index >= len(NAMES) else "")
+        return Persona(name, BigFive(*(float(t) for t in traits)))
 
     def next_request_id(self) -> int:
         """A fresh request id."""
@@ -97,26 +124,40 @@ class CityBlock(mesa.Model):
         return np.array([u.pos_m for u in self.user_list], dtype=float).reshape(-1, 2)
 
     def deliver(self, request: ImageRequest) -> None:
-        """A request is complete: count it for this slot's records."""
+        """An image has reached its user's phone."""
         self.delivered.append(request)
+
+    def complete(self, request: ImageRequest, persona: Persona | None = None,
+                 delivery: Delivery | None = None) -> None:
+        """A request is finished (its user has answered, or stays silent): record it."""
+        self.completed.append(request)
         self.in_flight -= 1
+        if isinstance(self.feedback, LearnedFeedback) and request.feedback and persona and delivery:
+            self.feedback.learn(persona, delivery, request.feedback)
 
     def step(self) -> None:
         """One slot: users move, the channel changes, the base station allocates the
         requests that came in, the clock runs (requests go out, GPUs denoise, images are
         sent and finished), data is collected."""
-        self.delivered = []
+        self.delivered, self.completed = [], []
         issued_before = self._request_ids
         self.users.shuffle_do("move")
         self.radio.redraw(self.positions_m())
         self.base_station.allocate()
         self.env.run(until=(self.slot + 1) * self.slot_s)
         self.slot += 1
+        if isinstance(self.feedback, LearnedFeedback) and self.slot % self.cfg.feedback.learned_refresh_slots == 0:
+            self.feedback.refresh()
         self._measure(self._request_ids - issued_before)
         self.datacollector.collect(self)
 
     def _measure(self, issued: int) -> None:
         done = self.delivered
+        rated = [r for r in self.completed if r.feedback is not None]
+        qoe = [r.qoe for r in rated if not math.isnan(r.qoe)]
+        stats = self.feedback.stats if self.feedback else None
+        asked = stats.calls + stats.cache_hits if stats else 0
+        agreement = self.feedback.agreement if isinstance(self.feedback, LearnedFeedback) else {}
         busy = sum(s.busy_time_s() for s in self.gpu_servers)
         gpu_energy = sum(s.energy_j for s in self.gpu_servers)
         tx_energy = self.base_station.tx_energy_j
@@ -141,6 +182,19 @@ class CityBlock(mesa.Model):
             "over_budget_j": max(0.0, service - self.cfg.base_station.energy_budget_j_per_slot),
             "gpu_utilisation": (busy - self._last["gpu_busy_s"]) / (self.slot_s * len(self.gpu_servers)),
             "gpu_queue": sum(len(s.waiting) for s in self.gpu_servers),
+            "requests_rated": len(rated),
+            "total_qoe": float(sum(qoe)),
+            "mean_qoe": _mean(qoe),
+            "feedback_invalid": sum(1 for r in rated if not r.feedback.valid and not r.feedback.failed),
+            "feedback_failed": sum(1 for r in rated if r.feedback.failed),
+            "llm_calls": stats.calls if stats else 0,
+            "cache_hits": stats.cache_hits if stats else 0,
+            "cache_hit_rate": stats.cache_hits / asked if asked else math.nan,
+            "learned_answers": stats.learned if stats else 0,
+            "llm_median_latency_s": stats.median_latency_s() if stats else math.nan,
+            "learned_pairs": agreement.get("pairs", 0),
+            "learned_mae": agreement.get("mae", math.nan),
+            "learned_spearman": agreement.get("spearman", math.nan),
         }
         self._last = {"gpu_busy_s": busy, "gpu_energy_j": gpu_energy, "tx_energy_j": tx_energy}
 

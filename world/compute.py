@@ -14,6 +14,7 @@ the real denoising engine is another implementation of that interface.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -78,3 +79,29 @@ class ProfiledCost:
             finish_s[steps_arr == level] = clock_s
             done = int(level)
         return BatchTiming(finish_s=finish_s.tolist(), energy_j=energy_j.tolist(), busy_s=clock_s)
+
+
+class QualityProfile(BaseModel):
+    """How clean and how faithful an image is after a number of denoising steps.
+
+    A stand-in until real denoising measures the image:
+        sharpness = 1 - exp(-steps / sharpness_steps)
+        fidelity  = 1 - exp(-steps / fidelity_steps)
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    sharpness_steps: float = Field(10.0, gt=0, description="Steps after which 63 % of the noise is gone, count.")
+    fidelity_steps: float = Field(6.0, gt=0, description="Steps after which the content is 63 % settled, count.")
+
+
+class ProfiledQuality:
+    """Sharpness and fidelity of a delivered image from its total steps."""
+
+    def __init__(self, profile: QualityProfile) -> None:
+        self.profile = profile
+
+    def assess(self, steps: int) -> tuple[float, float]:
+        """(sharpness, fidelity), each in [0, 1]."""
+        p = self.profile
+        return 1.0 - math.exp(-steps / p.sharpness_steps), 1.0 - math.exp(-steps / p.fidelity_steps)

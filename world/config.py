@@ -10,12 +10,52 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from world.compute import GpuProfile, PhoneProfile
+from world.compute import GpuProfile, PhoneProfile, QualityProfile
+from world.llm import LlmConfig
 from world.prompts import PromptsConfig
 from world.radio import RadioConfig
 from world.streets import StreetsConfig
 
 Point = tuple[float, float]
+
+
+
+class PersonaConfig(BaseModel):
+    """One persona: a name, a short background, Big Five traits in [0, 1]."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, max_length=60, description="What the persona is called.")
+    background: str = Field("", max_length=300, description="One or two sentences about the person.")
+    openness: float = Field(ge=0, le=1, description="Big Five openness, 0-1.")
+    conscientiousness: float = Field(ge=0, le=1, description="Big Five conscientiousness, 0-1.")
+    extraversion: float = Field(ge=0, le=1, description="Big Five extraversion, 0-1.")
+    agreeableness: float = Field(ge=0, le=1, description="Big Five agreeableness, 0-1.")
+    neuroticism: float = Field(ge=0, le=1, description="Big Five neuroticism, 0-1.")
+
+
+class TraitMeans(BaseModel):
+    """Mean of each trait in a sampled population, 0-1 (exclusive)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    openness: float = Field(0.5, gt=0, lt=1, description="Mean openness, 0-1.")
+    conscientiousness: float = Field(0.5, gt=0, lt=1, description="Mean conscientiousness, 0-1.")
+    extraversion: float = Field(0.5, gt=0, lt=1, description="Mean extraversion, 0-1.")
+    agreeableness: float = Field(0.5, gt=0, lt=1, description="Mean agreeableness, 0-1.")
+    neuroticism: float = Field(0.5, gt=0, lt=1, description="Mean neuroticism, 0-1.")
+
+
+class PopulationConfig(BaseModel):
+    """Who the users are: an explicit list of personas, or traits sampled with the run's seed."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    personas: tuple[PersonaConfig, ...] = Field(
+        (), description="Explicit personas; users take them in turn. Empty: sample traits instead.")
+    trait_means: TraitMeans = Field(default_factory=TraitMeans, description="Sampling: mean of each trait.")
+    concentration: float = Field(
+        2.0, gt=0, description="Sampling: Beta(mean * c, (1 - mean) * c) per trait; 2 with mean 0.5 is uniform.")
 
 
 class UsersConfig(BaseModel):
@@ -28,6 +68,7 @@ class UsersConfig(BaseModel):
         (0.8, 1.6), description="Range of walking speeds, m/s; each user draws one uniformly.")
     request_rate_per_s: float = Field(
         0.02, ge=0, description="Mean image requests per user per second (Poisson process), 1/s.")
+    population: PopulationConfig = Field(default_factory=PopulationConfig, description="Personas of the users.")
 
     @field_validator("speed_mps")
     @classmethod
@@ -65,6 +106,34 @@ class GpuServerConfig(GpuProfile):
     position_m: Point = Field(description="Coordinates (x, y), m.")
 
 
+class FeedbackConfig(BaseModel):
+    """How users answer: the language model behind the personas and how it is served."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    mode: Literal["live", "learned", "silent"] = Field(
+        "live", description="'live': the LLM answers every delivery; 'learned': a regressor fitted on a share of "
+                            "LLM answers predicts the rest; 'silent': users say nothing.")
+    llm: LlmConfig = Field(default_factory=LlmConfig, description="The language model.")
+    instances: int = Field(1, ge=1, le=64, description="Model instances answering concurrently, count.")
+    think_s: tuple[float, float] = Field(
+        (2.0, 8.0), description="Range of the time a user takes to answer after the image arrives, s (uniform).")
+    cache: str | None = Field(
+        ".cache/aigcsim/feedback.sqlite", description="Response cache file (SQLite); null for no cache.")
+    learned_live_share: float = Field(
+        0.1, ge=0, le=1, description="Learned mode: share of deliveries still answered by the LLM.")
+    learned_min_pairs: int = Field(30, ge=5, description="Learned mode: LLM answers before the first fit, count.")
+    learned_refresh_slots: int = Field(50, ge=1, description="Learned mode: slots between refits, count.")
+
+    @field_validator("think_s")
+    @classmethod
+    def _think_range(cls, think: tuple[float, float]) -> tuple[float, float]:
+        low, high = think
+        if low < 0 or high < low:
+            raise ValueError("must be [low, high] with 0 <= low <= high")
+        return think
+
+
 class ScenarioConfig(BaseModel):
     """A whole scenario."""
 
@@ -80,6 +149,9 @@ class ScenarioConfig(BaseModel):
     radio: RadioConfig = Field(default_factory=RadioConfig, description="Downlink channel.")
     gpu_servers: tuple[GpuServerConfig, ...] = Field(min_length=1, description="Edge GPU servers, at least one.")
     phone: PhoneProfile = Field(default_factory=PhoneProfile, description="Phones' denoising cost.")
+    quality: QualityProfile = Field(
+        default_factory=QualityProfile, description="Image quality after a number of steps (profiled).")
+    feedback: FeedbackConfig = Field(default_factory=FeedbackConfig, description="Persona feedback.")
     prompts: PromptsConfig = Field(description="Prompt catalog.")
 
     @model_validator(mode="after")

@@ -43,3 +43,14 @@ def test_traits_are_frozen() -> None:
     big_five = BigFive(**traits())
     with pytest.raises(AttributeError):
         big_five.openness = 0.9          # type: ignore[misc]
+
+
+def test_persona_renders_traits_as_behaviour() -> None:
+    from agents.persona import Persona
+
+    calm = Persona("Ben", BigFive(0.9, 0.1, 0.5, 0.9, 0.1))
+    text = calm.describe()
+    assert "unusual" in text and "easy-going" in text and "lenient" in text and "patient" in text
+    assert "0.90" in text                                    # the scores are there too
+    assert calm.summary() == "Ben (+O -C +A -N)"
+    assert Persona("Mid", BigFive(0.5, 0.5, 0.5, 0.5, 0.5)).behaviour() == []

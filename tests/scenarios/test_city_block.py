@@ -12,9 +12,25 @@ import yaml
 
 from scenarios.loader import load_scenario
 from scenarios.run import run_scenario
+from world.config import ScenarioConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "scenarios" / "city_block.yaml"
+
+
+def scenario(**feedback: object) -> ScenarioConfig:
+    """The shipped scenario with feedback settings replaced (default: silent users, no LLM)."""
+    data = load_scenario(SHIPPED).model_dump()
+    data["feedback"].update(feedback or {"mode": "silent"})
+    return ScenarioConfig.model_validate(data)
+
+
+def silent_yaml(tmp_path: Path) -> Path:
+    """A copy of the shipped scenario whose users stay silent (for tests of everything but feedback)."""
+    path = tmp_path / "silent.yaml"
+    path.write_text(SHIPPED.read_text().replace("  mode: live", "  mode: silent", 1))
+    assert "mode: silent" in path.read_text()
+    return path
 
 
 def cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
@@ -26,7 +42,9 @@ def rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
+@pytest.mark.llm
 def test_smoke_city_block_seed_42(tmp_path: Path) -> None:
+    """The real entry point with the real embedded LLM: users rate what they receive."""
     out = tmp_path / "run"
     done = cli("scenarios.city_block", "--steps", "40", "--seed", "42", "--out", str(out))
     assert done.returncode == 0, done.stderr
@@ -34,9 +52,16 @@ def test_smoke_city_block_seed_42(tmp_path: Path) -> None:
     slots = rows(out / "slots.csv")
     assert [int(r["slot"]) for r in slots] == list(range(1, 41))
     requests = rows(out / "requests.csv")
-    assert requests, "40 s of 30 users at 0.02/s should deliver some images"
+    assert requests, "40 s of 30 users at 0.02/s should finish some requests"
     for r in requests:
         assert float(r["issued_s"]) <= float(r["started_s"]) <= float(r["finished_s"]) <= float(r["delivered_s"])
+        assert float(r["delivered_s"]) <= float(r["feedback_s"])
+        assert r["state"] == "rated" and r["feedback_backend"].startswith("embedded:")
+    valid = [r for r in requests if r["feedback_valid"] == "True"]
+    assert len(valid) == len(requests)
+    assert all(r["feedback_text"].strip() and 1 <= int(r["rating"]) <= 5 for r in valid)
+    assert all(0.0 <= float(r["qoe"]) <= 1.0 for r in valid)
+    assert sum(float(r["total_qoe"]) for r in slots) == pytest.approx(sum(float(r["qoe"]) for r in valid))
     saved = yaml.safe_load((out / "config.yaml").read_text())
     assert saved["seed"] == 42 and saved["slots"] == 40
     assert load_scenario(out / "config.yaml").model_dump() == load_scenario(SHIPPED).model_copy(
@@ -44,7 +69,7 @@ def test_smoke_city_block_seed_42(tmp_path: Path) -> None:
 
 
 def test_same_seed_same_metrics_other_seed_differs(tmp_path: Path) -> None:
-    cfg = load_scenario(SHIPPED)
+    cfg = scenario()
     quiet = lambda line: None  # noqa: E731
     for name, seed in (("a", 7), ("b", 7), ("c", 8)):
         run_scenario(cfg, steps=60, seed=seed, out=tmp_path / name, log=quiet)
@@ -56,7 +81,7 @@ def test_same_seed_same_metrics_other_seed_differs(tmp_path: Path) -> None:
 
 def test_run_and_validate_any_file(tmp_path: Path) -> None:
     authored = tmp_path / "mine.yaml"
-    authored.write_text(SHIPPED.read_text().replace("mobility: manhattan", "mobility: random_waypoint"))
+    authored.write_text(silent_yaml(tmp_path).read_text().replace("mobility: manhattan", "mobility: random_waypoint"))
     checked = cli("scenarios", "validate", str(authored))
     assert checked.returncode == 0 and "valid" in checked.stdout
     ran = cli("scenarios", "run", str(authored), "--steps", "5", "--out", str(tmp_path / "r"))
@@ -88,12 +113,13 @@ def test_missing_file_exits_2(tmp_path: Path) -> None:
 
 def test_existing_run_folder_is_never_overwritten(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    assert cli("scenarios.city_block", "--steps", "3", "--out", str(out)).returncode == 0
+    silent = str(silent_yaml(tmp_path))
+    assert cli("scenarios", "run", silent, "--steps", "3", "--out", str(out)).returncode == 0
     before = {p.name: p.read_bytes() for p in out.iterdir()}
-    again = cli("scenarios.city_block", "--steps", "5", "--out", str(out))
+    again = cli("scenarios", "run", silent, "--steps", "5", "--out", str(out))
     assert again.returncode == 2 and "--force" in again.stderr
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
-    forced = cli("scenarios.city_block", "--steps", "5", "--out", str(out), "--force")
+    forced = cli("scenarios", "run", silent, "--steps", "5", "--out", str(out), "--force")
     assert forced.returncode == 0
     assert len(rows(out / "slots.csv")) == 5
 
@@ -108,7 +134,64 @@ def test_interrupted_run_keeps_every_finished_slot(tmp_path: Path) -> None:
                 raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        run_scenario(load_scenario(SHIPPED), steps=100, out=tmp_path / "r", log=interrupt_after_third_line)
+        run_scenario(scenario(), steps=100, out=tmp_path / "r", log=interrupt_after_third_line)
     slots = rows(tmp_path / "r" / "slots.csv")
     assert [int(r["slot"]) for r in slots] == list(range(1, 31))   # progress lines come every 10 slots
     assert load_scenario(tmp_path / "r" / "config.yaml").slots == 100
+
+
+@pytest.mark.llm
+def test_repeated_run_is_served_from_the_cache(tmp_path: Path) -> None:
+    cfg = scenario(mode="live", cache=str(tmp_path / "feedback.sqlite"))
+    quiet = lambda line: None  # noqa: E731
+    first = run_scenario(cfg, steps=20, seed=3, out=tmp_path / "a", log=quiet)
+    second = run_scenario(cfg, steps=20, seed=3, out=tmp_path / "b", log=quiet)
+    assert first.llm_calls > 0 and first.requests_rated > 0
+    # calls still running when the last slot ends finish (and are cached) as the run closes
+    assert second.llm_calls == 0 and second.cache_hits >= first.llm_calls
+    ratings = [[(r["request_id"], r["rating"], r["feedback_text"]) for r in rows(tmp_path / d / "requests.csv")]
+               for d in "ab"]
+    assert ratings[0] == ratings[1]
+    assert float(rows(tmp_path / "b" / "slots.csv")[-1]["cache_hit_rate"]) == 1.0
+
+
+def test_unreachable_ollama_exits_2_with_what_to_do(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as s:              # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    path = tmp_path / "ollama.yaml"
+    path.write_text(SHIPPED.read_text().replace("    backend: embedded", "    backend: ollama", 1)
+                    .replace("    ollama_model: qwen2.5:0.5b", f"    ollama_model: qwen2.5:0.5b\n"
+                                                              f"    ollama_host: http://127.0.0.1:{port}", 1))
+    done = cli("scenarios", "run", str(path), "--steps", "3", "--out", str(tmp_path / "r"))
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "ollama serve" in done.stderr and str(port) in done.stderr
+
+
+def test_traits_outside_unit_interval_exit_2(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(SHIPPED.read_text().replace(
+        "    concentration: 1.0", "    personas: [{name: Ana, openness: 1.3, conscientiousness: 0.5, "
+        "extraversion: 0.5, agreeableness: 0.5, neuroticism: 0.5}]\n    concentration: 1.0", 1))
+    done = cli("scenarios", "validate", str(path))
+    assert done.returncode == 2
+    assert "users.population.personas.0.openness: got 1.3" in done.stderr
+
+
+def test_failed_feedback_is_counted_or_stops_the_run_with_fail_fast(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import scenarios.run as run_module
+    from scenarios.run import FeedbackFailed
+    from tests.world.scripted import ScriptedBackend
+
+    monkeypatch.setattr(run_module, "build_backends", lambda cfg, n: ([ScriptedBackend(down=True)], lambda: None))
+    cfg = scenario(mode="live", cache=None)
+    quiet = lambda line: None  # noqa: E731
+    went_on = run_scenario(cfg, steps=60, out=tmp_path / "a", log=quiet)
+    assert went_on.slots == 60 and went_on.feedback_failed > 0 and went_on.requests_rated == went_on.feedback_failed
+    with pytest.raises(FeedbackFailed, match="did not answer"):
+        run_scenario(cfg, steps=60, out=tmp_path / "b", fail_fast=True, log=quiet)
+    stopped = rows(tmp_path / "b" / "slots.csv")
+    assert 0 < len(stopped) < 60 and float(stopped[-1]["feedback_failed"]) > 0

@@ -220,7 +220,7 @@ def test_manhattan_on_a_single_block_walks_around_it() -> None:
         model.step()
     grid = model.streets
     turns = [classify(grid, prev, here, there) for hops in log.hops.values() for prev, here, there, _ in hops]
-    assert len(turns) > 100
+    assert len(turns) > 60      # 5 users x 40 s x 30-60 m/s over 100 m sides: about 90 corners
     # every corner has two streets: the only choice other than back is a 90-degree turn,
     # and a user keeps circling the block the same way round
     for hops in log.hops.values():

@@ -1,0 +1,126 @@
+"""Serving feedback: the response cache, the pool of instances, the learned feedback model.
+
+The backend here is a scripted fake (allowed in unit tests of the code around a
+model); the real embedded model is exercised in test_llm.py.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from agents.feedback import Delivery, Feedback
+from agents.persona import BigFive, Persona
+from world.feedback import FeedbackCache, FeedbackPool
+from tests.world.scripted import ScriptedBackend
+from world.feedback_model import LearnedFeedback, spearman
+
+ANA = Persona("Ana", BigFive(0.5, 0.9, 0.5, 0.2, 0.9))
+BEN = Persona("Ben", BigFive(0.5, 0.1, 0.5, 0.9, 0.1))
+
+
+def delivery(sharpness: float = 0.8, wait_s: float = 3.0, prompt: str = "a red circle") -> Delivery:
+    return Delivery(prompt=prompt, steps=int(sharpness * 50), sharpness=sharpness, fidelity=0.9, wait_s=wait_s)
+
+
+def test_cache_persists_valid_answers_across_instances(tmp_path: Path) -> None:
+    path = tmp_path / "c.sqlite"
+    backend = ScriptedBackend()
+    pool = FeedbackPool([backend], "scripted", {"temperature": 0.0}, FeedbackCache(path))
+    first = pool.submit(ANA, delivery()).result()
+    pool.close()
+    again = FeedbackPool([backend], "scripted", {"temperature": 0.0}, FeedbackCache(path))
+    second = again.submit(ANA, delivery()).result()
+    assert backend.calls == 1 and again.stats.cache_hits == 1 and again.stats.calls == 0
+    assert second.cached and second.latency_s == 0.0
+    assert (second.rating, second.expected_rating, second.text) == (first.rating, first.expected_rating, first.text)
+    other = again.submit(BEN, delivery()).result()          # another persona is another question
+    assert not other.cached and backend.calls == 2
+    again.close()
+
+
+def test_cache_key_covers_backend_persona_delivery_and_sampling() -> None:
+    base = FeedbackCache.key("b", ANA, delivery(), {"temperature": 0.0})
+    assert base == FeedbackCache.key("b", ANA, delivery(), {"temperature": 0.0})
+    assert base != FeedbackCache.key("b2", ANA, delivery(), {"temperature": 0.0})
+    assert base != FeedbackCache.key("b", BEN, delivery(), {"temperature": 0.0})
+    assert base != FeedbackCache.key("b", ANA, delivery(wait_s=9.0), {"temperature": 0.0})
+    assert base != FeedbackCache.key("b", ANA, delivery(), {"temperature": 0.7})
+
+
+def test_invalid_and_failed_answers_are_counted_and_never_cached(tmp_path: Path) -> None:
+    cache = FeedbackCache(tmp_path / "c.sqlite")
+    pool = FeedbackPool([ScriptedBackend(garbage=True)], "scripted", {}, cache)
+    answer = pool.submit(ANA, delivery()).result()
+    assert not answer.valid and answer.rating is None and answer.qoe is None
+    assert pool.stats.invalid == 1
+    assert cache.get(FeedbackCache.key("scripted", ANA, delivery(), {})) is None
+    pool.close()
+    down = FeedbackPool([ScriptedBackend(down=True)], "scripted", {}, None)
+    assert down.submit(ANA, delivery()).result().failed and down.stats.failed == 1
+    down.close()
+
+
+def test_instances_answer_concurrently() -> None:
+    backends = [ScriptedBackend(delay_s=0.2) for _ in range(2)]
+    pool = FeedbackPool(backends, "scripted", {}, None)
+    started = time.perf_counter()
+    futures = [pool.submit(ANA, delivery(sharpness=s)) for s in (0.1, 0.3, 0.5, 0.7)]
+    assert all(f.result().valid for f in futures)
+    assert time.perf_counter() - started < 0.75          # 4 x 0.2 s one after another would be 0.8 s
+    assert sum(b.calls for b in backends) == 4
+    assert all(b.peak_active == 1 for b in backends)    # one call at a time per instance
+    pool.close()
+
+
+def test_identical_questions_in_flight_are_asked_once() -> None:
+    backend = ScriptedBackend(delay_s=0.1)
+    pool = FeedbackPool([backend], "scripted", {}, None)
+    a, b = pool.submit(ANA, delivery()), pool.submit(ANA, delivery())
+    assert a.result() == b.result() and backend.calls == 1 and pool.stats.cache_hits == 1
+    pool.close()
+
+
+def test_spearman() -> None:
+    x = np.array([1.0, 2.0, 3.0, 4.0])
+    assert spearman(x, x ** 3) == pytest.approx(1.0)
+    assert spearman(x, -x) == pytest.approx(-1.0)
+    assert spearman(np.array([1.0, 1.0, 2.0]), np.array([1.0, 2.0, 3.0])) == pytest.approx(0.866, abs=1e-3)
+    assert np.isnan(spearman(x, np.ones(4)))
+
+
+def test_learned_model_fits_llm_answers_and_predicts_the_rest() -> None:
+    backend = ScriptedBackend()
+    learned = LearnedFeedback(FeedbackPool([backend], "scripted", {}, None), np.random.default_rng(0),
+                              live_share=0.1, min_pairs=30)
+    rng = np.random.default_rng(1)
+    personas = [ANA, BEN]
+    for _ in range(80):                         # before the first fit every delivery goes to the LLM
+        persona, d = personas[rng.integers(2)], delivery(rng.uniform(0, 1), rng.uniform(0, 20))
+        learned.learn(persona, d, learned.submit(persona, d).result())
+    assert backend.calls == 80
+    learned.refresh()
+    assert learned.agreement["pairs"] == 80
+    assert learned.agreement["mae"] < 0.5 and learned.agreement["spearman"] > 0.8
+    answers = [learned.submit(ANA, delivery(rng.uniform(0, 1), rng.uniform(0, 20))).result() for _ in range(200)]
+    predicted = [a for a in answers if a.backend == "learned"]
+    assert 150 < len(predicted) < 200 and learned.stats.learned == len(predicted)   # about 90 % predicted
+    assert all(1.0 <= a.expected_rating <= 5.0 for a in predicted)
+    slow_bad = learned.submit(ANA, delivery(sharpness=0.1, wait_s=20.0)).result()
+    fast_good = learned.submit(ANA, delivery(sharpness=0.95, wait_s=1.0)).result()
+    if slow_bad.backend == fast_good.backend == "learned":
+        assert slow_bad.expected_rating < fast_good.expected_rating
+    learned.close()
+
+
+def test_learned_model_waits_for_enough_pairs() -> None:
+    learned = LearnedFeedback(FeedbackPool([ScriptedBackend()], "scripted", {}, None), np.random.default_rng(0),
+                              live_share=0.1, min_pairs=30)
+    for _ in range(10):
+        learned.learn(ANA, delivery(), learned.submit(ANA, delivery()).result())
+    learned.refresh()
+    assert learned.weights is None and learned.agreement["pairs"] == 0
+    learned.close()

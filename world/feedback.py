@@ -1,0 +1,150 @@
+"""Serving persona feedback to the simulation: a response cache, a pool of model
+instances working concurrently, and the learned feedback model for scale.
+
+The users hold a `FeedbackService` (`submit(persona, delivery) -> Future`):
+the call starts the answer at once and the user collects it after its think
+time in SimPy time, so the clock never waits on a model unless the answer is
+still not there when the user would speak.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import queue
+import sqlite3
+import threading
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from agents.feedback import Delivery, Feedback, FeedbackBackend
+from agents.persona import Persona
+
+
+class FeedbackCache:
+    """Content-addressed answers on disk (SQLite): key = sha256 of everything that decides an answer.
+
+    Args:
+        path: the database file; its folder is created.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("CREATE TABLE IF NOT EXISTS answers (key TEXT PRIMARY KEY, feedback TEXT NOT NULL)")
+
+    @staticmethod
+    def key(backend_id: str, persona: Persona, delivery: Delivery, sampling: dict[str, object]) -> str:
+        """sha256 over backend and model hash, persona, the delivery's attributes and the sampling settings."""
+        content = {"backend": backend_id, "persona": asdict(persona), "delivery": delivery.key(),
+                   "sampling": sampling}
+        return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
+
+    def get(self, key: str) -> Feedback | None:
+        """The stored answer, marked cached with zero latency, or None."""
+        with self._lock:
+            row = self._db.execute("SELECT feedback FROM answers WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            return None
+        data = json.loads(row[0])
+        data.update(cached=True, latency_s=0.0)
+        return Feedback(**data)
+
+    def put(self, key: str, feedback: Feedback) -> None:
+        """Store a valid answer (invalid and failed answers are not cached: asking again may work)."""
+        if not feedback.valid:
+            return
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO answers VALUES (?, ?)", (key, json.dumps(feedback.as_dict())))
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+@dataclass
+class FeedbackStats:
+    """Counts since the start of the run."""
+
+    calls: int = 0            # answers produced by a model (not the cache, not the learned model)
+    cache_hits: int = 0
+    learned: int = 0          # answers predicted by the learned feedback model
+    invalid: int = 0
+    failed: int = 0
+    latencies_s: list[float] = field(default_factory=list)
+
+    def median_latency_s(self) -> float:
+        return float(np.median(self.latencies_s)) if self.latencies_s else float("nan")
+
+
+class FeedbackPool:
+    """Answers from a response cache, else from one of several model instances, concurrently.
+
+    Args:
+        backends: one per model instance; each serves one call at a time.
+        backend_id: names the backend and the model's hash, for the cache key.
+        sampling: the settings that change answers (temperature, ...), for the cache key.
+        cache: where answers are kept across runs; None for no cache.
+    """
+
+    def __init__(self, backends: Sequence[FeedbackBackend], backend_id: str, sampling: dict[str, object],
+                 cache: FeedbackCache | None = None) -> None:
+        if not backends:
+            raise ValueError("FeedbackPool needs at least one backend")
+        self.backend_id = backend_id
+        self.sampling = sampling
+        self.cache = cache
+        self.stats = FeedbackStats()
+        self._idle: queue.Queue[FeedbackBackend] = queue.Queue()
+        for b in backends:
+            self._idle.put(b)
+        self._executor = ThreadPoolExecutor(max_workers=len(backends), thread_name_prefix="feedback")
+        self._in_flight: dict[str, Future[Feedback]] = {}
+        self._lock = threading.Lock()
+
+    def submit(self, persona: Persona, delivery: Delivery) -> Future[Feedback]:
+        """The persona's answer: from the cache, from an identical question still being answered, or a new call."""
+        key = FeedbackCache.key(self.backend_id, persona, delivery, self.sampling)
+        with self._lock:
+            pending = self._in_flight.get(key)
+            if pending is not None:
+                self.stats.cache_hits += 1
+                return pending
+            stored = self.cache.get(key) if self.cache else None
+            if stored is not None:
+                self.stats.cache_hits += 1
+                done: Future[Feedback] = Future()
+                done.set_result(stored)
+                return done
+            future = self._executor.submit(self._ask, key, persona, delivery)
+            self._in_flight[key] = future
+            return future
+
+    def _ask(self, key: str, persona: Persona, delivery: Delivery) -> Feedback:
+        backend = self._idle.get()
+        try:
+            feedback = backend.give_feedback(persona, delivery)
+        finally:
+            self._idle.put(backend)
+        with self._lock:
+            self.stats.calls += 1
+            self.stats.latencies_s.append(feedback.latency_s)
+            self.stats.invalid += int(not feedback.valid and not feedback.failed)
+            self.stats.failed += int(feedback.failed)
+            if self.cache:
+                self.cache.put(key, feedback)
+            self._in_flight.pop(key, None)
+        return feedback
+
+    def close(self) -> None:
+        """Wait for running calls, then release the threads and the cache."""
+        self._executor.shutdown(wait=True, cancel_futures=True)
+        if self.cache:
+            self.cache.close()
