@@ -1,51 +1,160 @@
-"""Command line: `python -m scenarios run|validate FILE` and the per-scenario runners."""
+"""Command line: `python -m scenarios run|validate|list|new|reference` and `python -m scenarios.<name>`.
+
+Exit status: 0 done, 1 stopped by --fail-fast, 2 bad input (one message on stderr), 130 interrupted.
+The live view is drawn only when stdout is a terminal and --no-live is not given; otherwise
+progress goes out as plain ASCII lines.
+"""
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
-from scenarios.loader import ScenarioError, load_scenario
-from scenarios.run import FeedbackFailed, run_scenario
+from rich.console import Console
+
+from scenarios.live import LiveView
+from scenarios.loader import SHIPPED, ScenarioError, load_scenario, parse_scenario
+from scenarios.reference import reference_markdown, shipped_scenarios
+from scenarios.report import Report, SheetSampler, ascii_only, summary_lines, summary_table, write_report
+from scenarios.run import POLICIES, FeedbackFailed, default_run_dir, run_scenario
+from world.city import CityBlock
+from world.config import ScenarioConfig
 from world.llm import LlmSetupError
 
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+
+EPILOG = """\
+The run folder gets config.yaml, slots.csv, requests.csv and users.csv as the run goes, and at
+the end the plots (qoe_by_persona.png, energy.png, latency.png; learning_curve.png when a learner
+ran) and image_sheet.png. Exit status: 0 done, 1 stopped by --fail-fast, 2 bad input, 130 interrupted.
+"""
+
+
+def _positive(text: str) -> int:
+    value = _integer(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _seed(text: str) -> int:
+    value = _integer(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def _integer(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
 
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--steps", type=int, metavar="N", help="slots to simulate (default: the scenario's 'slots')")
-    parser.add_argument("--seed", type=int, metavar="S", help="seed of the run (default: the scenario's 'seed')")
-    parser.add_argument("--out", type=Path, metavar="DIR", help="run folder (default: runs/<name>-<time>-seed<S>)")
+    parser.add_argument("--steps", type=_positive, metavar="N", help="slots to simulate (default: the scenario's 'slots')")
+    parser.add_argument("--seed", type=_seed, metavar="S",
+                        help="seed of every random draw (default: the scenario's 'seed'); same seed, same run")
+    parser.add_argument("--policy", choices=POLICIES, metavar="P",
+                        help=f"the base station's policy, one of: {', '.join(POLICIES)} "
+                             f"(default: the scenario's base_station.policy)")
+    parser.add_argument("--checkpoint", type=Path, metavar="PATH",
+                        help="saved learner weights for the policy to start from; refused by the heuristic "
+                             "policies (fixed, random), which have none")
+    parser.add_argument("--out", type=Path, metavar="DIR",
+                        help="run folder (default: runs/<name>-<date>-<time>-seed<S>)")
     parser.add_argument("--force", action="store_true", help="replace the run in an existing --out folder")
     parser.add_argument("--fail-fast", action="store_true",
                         help="stop at once when the language model fails to answer (default: count and go on)")
+    parser.add_argument("--no-live", action="store_true",
+                        help="plain progress lines instead of the live view (automatic when stdout is not a terminal)")
+
+
+def scenario_path(name_or_path: str | Path) -> Path:
+    """A file path as given, or the shipped scenario of that name ('rush_hour' -> scenarios/rush_hour.yaml)."""
+    path = Path(name_or_path)
+    shipped = SHIPPED / f"{name_or_path}.yaml"
+    if not path.exists() and NAME.fullmatch(str(name_or_path)) and shipped.is_file():
+        return shipped
+    return path
+
+
+def with_options(cfg: ScenarioConfig, policy: str | None, checkpoint: Path | None) -> ScenarioConfig:
+    """The scenario with --policy applied; --checkpoint checked against the policy."""
+    if policy is not None:
+        cfg = cfg.model_copy(update={"base_station": cfg.base_station.model_copy(update={"policy": policy})})
+    if checkpoint is not None:
+        raise ScenarioError(
+            f"--checkpoint {checkpoint}: policy '{cfg.base_station.policy}' does not load checkpoints: "
+            f"the available policies ({', '.join(POLICIES)}) are heuristics that do not learn; "
+            f"checkpoints apply once a learning policy exists. Run without --checkpoint.")
+    return cfg
 
 
 def _run(path: Path, args: argparse.Namespace) -> int:
-    cfg = load_scenario(path)
+    cfg = with_options(load_scenario(path), args.policy, args.checkpoint)
+    seed = cfg.seed if args.seed is None else args.seed
+    steps = cfg.slots if args.steps is None else args.steps
+    out = args.out or default_run_dir(cfg, seed)
+    console = Console()
+    live = not args.no_live and console.is_terminal and not console.is_dumb_terminal
+    sampler = SheetSampler()
+    started = time.perf_counter()
+    run = lambda log, observer: run_scenario(  # noqa: E731
+        cfg, steps=steps, seed=seed, out=out, force=args.force, fail_fast=args.fail_fast, log=log, observer=observer)
+    status = 0
     try:
-        result = run_scenario(cfg, steps=args.steps, seed=args.seed, out=args.out, force=args.force,
-                              fail_fast=args.fail_fast)
+        if live:
+            with LiveView(console, steps, out=str(out)) as view:
+                run(view.note, _both(view.observe, sampler.observe))
+        else:
+            run(_plain, sampler.observe)
     except KeyboardInterrupt:
         print("interrupted: every finished slot is in the run folder", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        status = EXIT_INTERRUPTED
     except FeedbackFailed as exc:
         print(f"stopped (--fail-fast): {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    print(f"done: {result.slots} slots in {result.seconds:.2f} s; {result.requests_issued} requests issued, "
-          f"{result.requests_delivered} delivered, {result.requests_rated} rated; mean wait "
-          f"{result.mean_wait_s:.2f} s, mean QoE {result.mean_qoe:.3f}; service energy {result.service_energy_j:.0f} J")
-    if result.llm_calls or result.cache_hits:
-        print(f"feedback: {result.llm_calls} LLM calls, {result.cache_hits} cache hits, "
-              f"{result.feedback_invalid} invalid answers, {result.feedback_failed} failed")
-    print(f"run folder: {result.out}")
-    return 0
+        status = EXIT_FAILED
+    wall_s = time.perf_counter() - started
+    if (out / "slots.csv").is_file():
+        try:
+            report = write_report(out, sampler.cells(), policy=cfg.base_station.policy,
+                                  budget_j=cfg.base_station.energy_budget_j_per_slot, wall_s=wall_s)
+        except KeyboardInterrupt:
+            status = EXIT_INTERRUPTED
+        else:
+            _print_summary(report, cfg.name, console if live else None)
+    print(f"run folder: {out}")
+    return status
 
 
-def _guarded(fn, *args) -> int:
+def _both(*observers: Callable[[CityBlock], None]) -> Callable[[CityBlock], None]:
+    def observe(model: CityBlock) -> None:
+        for o in observers:
+            o(model)
+    return observe
+
+
+def _plain(line: str) -> None:
+    print(ascii_only(line), flush=True)
+
+
+def _print_summary(report: Report, name: str, console: Console | None) -> None:
+    if console is not None:
+        console.print(summary_table(report, title=f"{name}: summary"))
+        return
+    for line in summary_lines(report):
+        print(line)
+
+
+def _guarded(fn: Callable[..., int], *args: object) -> int:
     """Bad input ends with one message on stderr and exit status 2, never a traceback."""
     try:
         return fn(*args)
@@ -56,8 +165,11 @@ def _guarded(fn, *args) -> int:
 
 def run_shipped(yaml_path: Path, argv: list[str] | None = None) -> int:
     """Entry point of `python -m scenarios.<name>`: run one shipped scenario."""
-    parser = argparse.ArgumentParser(prog=f"python -m scenarios.{yaml_path.stem}",
-                                     description=f"Run the shipped scenario {yaml_path.name}.")
+    parser = argparse.ArgumentParser(
+        prog=f"python -m scenarios.{yaml_path.stem}", epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=f"Run the shipped scenario {yaml_path.name}: a live view in a terminal, plain progress "
+                    f"lines otherwise, then a summary, plots and an image sheet in the run folder.")
     _add_run_options(parser)
     args = parser.parse_args(argv)
     return _guarded(_run, yaml_path, args)
@@ -65,21 +177,94 @@ def run_shipped(yaml_path: Path, argv: list[str] | None = None) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `python -m scenarios`."""
-    parser = argparse.ArgumentParser(prog="python -m scenarios", description="Run or check scenario files.")
-    commands = parser.add_subparsers(dest="command", required=True)
-    run = commands.add_parser("run", help="run a scenario file")
-    run.add_argument("file", type=Path, help="scenario YAML")
+    parser = argparse.ArgumentParser(prog="python -m scenarios", epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     description="Run, check, list and start scenario files.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    run = commands.add_parser("run", help="run a scenario file (or a shipped scenario by name)", epilog=EPILOG,
+                              formatter_class=argparse.RawDescriptionHelpFormatter,
+                              description="Run a scenario: live view in a terminal, then summary, plots, image sheet.")
+    run.add_argument("file", metavar="FILE", help="scenario YAML, or the name of a shipped scenario (see 'list')")
     _add_run_options(run)
-    check = commands.add_parser("validate", help="check a scenario file and say what is wrong")
-    check.add_argument("file", type=Path, help="scenario YAML")
+    check = commands.add_parser("validate", help="check a scenario file and say what is wrong",
+                                description="Check a scenario file; exit 2 with one message per problem.")
+    check.add_argument("file", metavar="FILE", help="scenario YAML, or the name of a shipped scenario")
+    commands.add_parser("list", help="list the shipped scenarios", description="List the shipped scenarios.")
+    new = commands.add_parser("new", help="write a commented scenario file to start from",
+                              description="Write NAME.yaml: a copy of a shipped scenario, every field commented "
+                                          "with its unit, named NAME. Edit it, then 'validate' and 'run' it.")
+    new.add_argument("name", metavar="NAME",
+                     help="scenario name (letters, digits, '_', '-'); writes NAME.yaml here, "
+                          "or give a path ending in .yaml")
+    new.add_argument("--from", dest="template", default="city_block", metavar="SCENARIO",
+                     help="shipped scenario to start from (default: city_block; see 'list')")
+    new.add_argument("--force", action="store_true", help="replace an existing file")
+    commands.add_parser("reference", help="print the scenario reference (Markdown) generated from the schema",
+                        description="Print every scenario field with its unit, default and allowed range "
+                                    "(this is scenarios/README.md).")
     args = parser.parse_args(argv)
     if args.command == "run":
-        return _guarded(_run, args.file, args)
-    return _guarded(_validate, args.file)
+        return _guarded(_run, scenario_path(args.file), args)
+    if args.command == "validate":
+        return _guarded(_validate, scenario_path(args.file))
+    if args.command == "list":
+        return _list()
+    if args.command == "new":
+        return _guarded(_new, args.name, args.template, args.force)
+    print(reference_markdown(), end="")
+    return 0
 
 
 def _validate(path: Path) -> int:
     cfg = load_scenario(path)
     print(f"{path}: valid ({cfg.name}: {cfg.users.count} users, {len(cfg.gpu_servers)} GPU server(s), "
-          f"{len(cfg.prompts.topics)} prompt topics)")
+          f"{len(cfg.prompts.topics)} prompt topics, feedback {cfg.feedback.mode})")
     return 0
+
+
+def _list() -> int:
+    rows = [(s.path.stem, f"{s.cfg.users.count}", f"{len(s.cfg.gpu_servers)}", s.cfg.feedback.mode, s.summary)
+            for s in shipped_scenarios()]
+    header = ("name", "users", "GPUs", "feedback", "what it is")
+    widths = [max(len(r[i]) for r in (header, *rows)) for i in range(4)]
+    for r in (header, *rows):
+        print("  ".join(c.ljust(w) for c, w in zip(r[:4], widths)) + "  " + r[4])
+    print("\nrun one: python -m scenarios run NAME   start your own: python -m scenarios new NAME")
+    return 0
+
+
+def _new(name: str, template: str, force: bool) -> int:
+    path = Path(name) if name.endswith((".yaml", ".yml")) else Path(f"{name}.yaml")
+    if not NAME.fullmatch(path.stem):
+        raise ScenarioError(f"new: '{path.stem}' is not a scenario name; use letters, digits, '_' and '-', "
+                            f"starting with a letter or digit")
+    source = SHIPPED / f"{template}.yaml"
+    if not NAME.fullmatch(template) or not source.is_file():
+        names = ", ".join(s.path.stem for s in shipped_scenarios())
+        raise ScenarioError(f"new --from: no shipped scenario '{template}'; shipped: {names}")
+    if path.exists() and not force:
+        raise ScenarioError(f"new: '{path}' already exists; choose another name, or pass --force to replace it")
+    text = new_scenario_text(path.stem, source)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise ScenarioError(f"new: cannot write '{path}': {exc.strerror}") from None
+    print(f"wrote {path} (from {source.name}); check it with: python -m scenarios validate {path}")
+    print(f"run it with: python -m scenarios run {path} --steps 20")
+    return 0
+
+
+def new_scenario_text(name: str, source: Path) -> str:
+    """A shipped scenario's commented YAML, renamed, with a header on how to go on; checked before it is returned."""
+    body = source.read_text(encoding="utf-8")
+    body, renamed = re.subn(r"^name: .*$", f"name: {name}", body, count=1, flags=re.MULTILINE)
+    if not renamed:
+        raise ScenarioError(f"new: template {source.name} has no top-level 'name:' line")
+    header = (f"# {name}: started from {source.name} by `python -m scenarios new`.\n"
+              f"# Every field below carries its unit; the full reference (unit, default, allowed range of\n"
+              f"# every field) is scenarios/README.md, or `python -m scenarios reference`.\n"
+              f"# Check: python -m scenarios validate {name}.yaml   Run: python -m scenarios run {name}.yaml\n#\n")
+    text = header + body
+    parse_scenario(text, source=f"{name}.yaml")
+    return text

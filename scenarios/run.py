@@ -4,7 +4,9 @@ The run folder holds:
     config.yaml    the resolved scenario (written once, atomically, before the first slot)
     slots.csv      one row per finished slot (appended and flushed every slot)
     requests.csv   one row per finished request, with the user's feedback (appended and flushed every slot)
-so a run that is interrupted keeps every slot it finished.
+    users.csv      one row per user: name, persona summary, Big Five traits, walking speed
+so a run that is interrupted keeps every slot it finished. Plots, the image sheet and the
+summary are drawn from these files afterwards (`scenarios/report.py`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import numpy as np
 import yaml
 
 from agents.base_station import AllocationPolicy
+from agents.persona import TRAITS
 from agents.request import ImageRequest
 from policies.heuristics import FixedPolicy, RandomPolicy
 from scenarios.loader import ScenarioError
@@ -31,7 +34,11 @@ from world.feedback import FeedbackCache, FeedbackPool
 from world.feedback_model import LearnedFeedback
 from world.llm import EMBEDDED_MODELS, build_backends
 
+USER_FIELDS = ("user_id", "index", "name", "persona", *TRAITS, "speed_mps")
 REQUEST_FIELDS = tuple(ImageRequest(request_id=0, user_id=0, persona="", prompt="", topic="", issued_s=0.0).as_record())
+
+
+POLICIES = ("fixed", "random")     # what `base_station.policy` and --policy accept
 
 
 def make_policy(cfg: ScenarioConfig, seed: int) -> AllocationPolicy:
@@ -82,7 +89,7 @@ def prepare_run_dir(out: Path, force: bool) -> Path:
                             f"or pass --force to replace its run")
     try:
         out.mkdir(parents=True, exist_ok=True)
-        for name in ("config.yaml", "slots.csv", "requests.csv"):
+        for name in ("config.yaml", "slots.csv", "requests.csv", "users.csv"):
             (out / name).unlink(missing_ok=True)
     except OSError as exc:
         raise ScenarioError(f"cannot create run folder '{out}': {exc.strerror}; choose another --out") from None
@@ -146,9 +153,22 @@ class RunWriter:
             f.close()
 
 
+def write_users(path: Path, model: CityBlock) -> None:
+    """Who the users are, one row each: the plots group QoE by persona type from here."""
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=USER_FIELDS)
+        writer.writeheader()
+        for u in model.user_list:
+            writer.writerow({"user_id": u.unique_id, "index": u.index, "name": u.persona.name,
+                             "persona": u.persona.summary(), **dict(zip(TRAITS, u.persona.traits.as_tuple())),
+                             "speed_mps": u.speed_mps})
+
+
 def run_scenario(cfg: ScenarioConfig, steps: int | None = None, seed: int | None = None,
                  out: Path | None = None, force: bool = False, fail_fast: bool = False,
-                 log: Callable[[str], None] = print) -> RunResult:
+                 log: Callable[[str], None] = print,
+                 observer: Callable[[CityBlock], None] | None = None,
+                 log_every_s: float = 30.0) -> RunResult:
     """Build the block from `cfg`, run it, write the run folder.
 
     Args:
@@ -158,7 +178,11 @@ def run_scenario(cfg: ScenarioConfig, steps: int | None = None, seed: int | None
         out: run folder; default under runs/.
         force: replace the run in an existing folder.
         fail_fast: stop at the first feedback the language model failed to give.
-        log: where progress lines go.
+        log: where progress lines go (plain ASCII, one line each): every tenth of the run,
+            and at least every `log_every_s` seconds of wall time.
+        observer: called with the model after every slot (and its files) is finished; the live
+            view reads the model there. It must not change the model.
+        log_every_s: wall-clock seconds between progress lines at the latest.
 
     Raises:
         ScenarioError: bad input (run folder, steps).
@@ -176,6 +200,7 @@ def run_scenario(cfg: ScenarioConfig, steps: int | None = None, seed: int | None
     log(f"running {cfg.name}: {steps} slots of {cfg.slot_s:g} s, seed {seed}, run folder {out}")
     feedback, close_feedback = make_feedback(cfg, seed)
     model = CityBlock(cfg, make_policy(cfg, seed), feedback=feedback)
+    write_users(out / "users.csv", model)
     writer = RunWriter(out)
     issued = delivered = rated = invalid = failed = 0
     waits: list[float] = []
@@ -183,6 +208,7 @@ def run_scenario(cfg: ScenarioConfig, steps: int | None = None, seed: int | None
     energy = 0.0
     started = time.perf_counter()
     every = max(1, steps // 10)
+    logged = started
     try:
         for _ in range(steps):
             model.step()
@@ -200,7 +226,11 @@ def run_scenario(cfg: ScenarioConfig, steps: int | None = None, seed: int | None
                 first = next(r.feedback for r in model.completed if r.feedback and r.feedback.failed)
                 raise FeedbackFailed(f"slot {model.slot}: the language model did not answer ({first.error}); "
                                      f"finished slots are in {out}")
-            if model.slot % every == 0 or model.slot == steps:
+            if observer is not None:
+                observer(model)
+            now = time.perf_counter()
+            if model.slot % every == 0 or model.slot == steps or now - logged >= log_every_s:
+                logged = now
                 log(f"slot {model.slot}/{steps}  t={m['time_s']:.0f}s  issued={issued}  delivered={delivered}  "
                     f"rated={rated}  in_flight={m['in_flight']}  mean_qoe={_fmt(qoe)}  "
                     f"llm_calls={m['llm_calls']}  cache_hits={m['cache_hits']}  invalid={invalid}  "

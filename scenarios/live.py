@@ -1,0 +1,429 @@
+"""The live terminal view of a run: a map of the block, recent requests, and the state of the service.
+
+`LiveView.observe(model)` is `run_scenario`'s per-slot observer. It keeps a few cheap running
+figures every slot and, a few times a second, copies what the panels show into a `Snapshot`.
+rich's `Live` redraws from the latest snapshot in its own thread, so a slot that waits for the
+language model never freezes the view, and drawing never reads the model while it steps.
+
+Fields that the world does not produce yet (prompt clusters, shared denoising steps, a learner's
+episode and losses) are read where they would appear (`ImageRequest.extra["cluster"]`,
+`extra["shared_steps"]`, a GPU server's `clusters_formed` / `shared_steps_saved`, a learning
+policy's `episode` / `last_reward` / `losses`) and shown as "-" or "not yet" while absent.
+Agents and the model never print; only this module (and the summary in `report.py`) draws.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+if TYPE_CHECKING:
+    from agents.request import ImageRequest
+    from world.city import CityBlock
+
+USER = "\u25cf"          # a user with a rating (coloured by its last QoE)
+USER_UNRATED = "\u25cb"  # a user without a rating yet
+STATION = "\u25b2"
+SERVER = "\u25a0"
+SPARKS = "\u2581\u2582\u2583\u2584\u2585\u2586\u2587\u2588"
+NONE = "-"               # a value the world does not produce (yet)
+QOE_BANDS = ((0.75, "green3"), (0.5, "yellow3"), (0.25, "dark_orange"), (-math.inf, "red3"))
+STREET_STYLE = "grey35"
+
+
+def qoe_style(qoe: float) -> str:
+    """Colour of a QoE in [0, 1]; grey when there is none."""
+    if math.isnan(qoe):
+        return "grey62"
+    return next(style for low, style in QOE_BANDS if qoe >= low)
+
+
+def sparkline(values: Sequence[float], width: int = 40) -> str:
+    """QoE in [0, 1] as block characters, `width` buckets over the whole sequence; blank where no rating."""
+    if not values:
+        return ""
+    per = max(1, math.ceil(len(values) / width))
+    out = []
+    for i in range(0, len(values), per):
+        chunk = [v for v in values[i:i + per] if not math.isnan(v)]
+        if not chunk:
+            out.append(" ")
+            continue
+        mean = min(1.0, max(0.0, sum(chunk) / len(chunk)))
+        out.append(SPARKS[min(len(SPARKS) - 1, int(mean * len(SPARKS)))])
+    return "".join(out)
+
+
+@dataclass(frozen=True)
+class ServerState:
+    """One GPU server as the panel shows it."""
+
+    name: str
+    batches: int
+    last_batch: int
+    utilisation: float          # share of the time since the last snapshot the GPU was busy
+    queue: int
+    energy_j: float
+    clusters_formed: int | None
+    shared_steps_saved: int | None
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What the panels show, copied from the model between two slots."""
+
+    slot: int
+    time_s: float
+    wall_s: float
+    slots_per_s: float
+    users: tuple[tuple[float, float, float], ...]     # x_m, y_m, last QoE (NaN: no rating yet)
+    servers: tuple[ServerState, ...]
+    metrics: Mapping[str, float]
+    requests: tuple[ImageRequest, ...]                 # most recent first; finished, so no longer changing
+    qoe: tuple[float, ...]                             # mean QoE per slot (NaN: nothing rated)
+    invalid: int
+    failed: int
+    learner: Mapping[str, Any] | None
+
+
+@dataclass
+class ViewLayout:
+    """What does not change during a run: the block's geometry and the service's fixed parts."""
+
+    name: str
+    seed: int
+    policy: str
+    learns: bool
+    feedback_mode: str
+    columns: int
+    rows: int
+    block_m: float
+    station_m: tuple[float, float]
+    servers: list[tuple[str, tuple[float, float]]] = field(default_factory=list)
+
+
+class LiveView:
+    """A rich `Live` view of a running `CityBlock`.
+
+    Use as a context manager around `run_scenario(..., observer=view.observe, log=view.note)`.
+
+    Args:
+        console: where to draw (a terminal; tests pass a recording console).
+        steps: slots the run will take.
+        out: the run folder, shown in the header.
+        refresh_per_second: redraws per second asked of rich (its thread sleeps 1/rate between frames).
+        recent: rows in the table of recent requests.
+        map_width: characters across the map.
+    """
+
+    def __init__(self, console: Console, steps: int, out: str = "", refresh_per_second: float = 5.0,
+                 recent: int = 6, map_width: int = 48) -> None:
+        self.console = console
+        self.steps = steps
+        self.out = out
+        self.refresh_per_second = refresh_per_second
+        self.map_width = map_width
+        self.frames = 0                     # redraws so far (the benchmark counts them)
+        self.message = "starting: building the block and the personas' language model"
+        self._recent: deque[ImageRequest] = deque(maxlen=recent)
+        self._qoe: list[float] = []
+        self._invalid = self._failed = 0
+        self._layout: ViewLayout | None = None
+        self._snapshot: Snapshot | None = None
+        self._snap_every_s = 1.0 / refresh_per_second
+        self._last_snap = -math.inf
+        self._last_busy: dict[str, tuple[float, float]] = {}
+        self._last_batch: dict[str, int] = {}
+        self._started = time.perf_counter()
+        self._base: list[list[tuple[str, str]]] | None = None
+        self._live: Live | None = None
+
+    # --- the run's side: cheap, every slot ------------------------------------------------------
+
+    def observe(self, model: CityBlock) -> None:
+        """After each slot: keep the running figures; copy the panels' data a few times a second."""
+        m = model.slot_metrics
+        rated = m["requests_rated"]
+        self._qoe.append(m["total_qoe"] / rated if rated else math.nan)
+        self._invalid += int(m["feedback_invalid"])
+        self._failed += int(m["feedback_failed"])
+        for r in model.completed:
+            self._recent.appendleft(r)
+            if r.server:
+                self._last_batch[r.server] = r.batch_size
+        now = time.perf_counter()
+        if now - self._last_snap >= self._snap_every_s or model.slot >= self.steps:
+            self._last_snap = now
+            self._snapshot = self.snapshot(model)
+
+    def note(self, line: str) -> None:
+        """A progress line: shown in the view's footer instead of scrolling the terminal."""
+        self.message = line
+
+    def snapshot(self, model: CityBlock) -> Snapshot:
+        """Copy what the panels show from the model (call between slots)."""
+        if self._layout is None:
+            self._layout = layout_of(model)
+        now = time.perf_counter()
+        wall = now - self._started
+        users = []
+        for u in model.user_list:
+            x, y = u.pos_m
+            users.append((x, y, last_qoe(u.received)))
+        servers = []
+        for s in model.gpu_servers:
+            busy = s.busy_time_s()
+            before_busy, before_t = self._last_busy.get(s.name, (0.0, 0.0))
+            span = model.env.now - before_t
+            self._last_busy[s.name] = (busy, model.env.now)
+            servers.append(ServerState(
+                name=s.name, batches=s.batches, last_batch=self._last_batch.get(s.name, 0),
+                utilisation=(busy - before_busy) / span if span > 0 else math.nan, queue=len(s.waiting),
+                energy_j=s.energy_j, clusters_formed=_optional_int(s, "clusters_formed"),
+                shared_steps_saved=_optional_int(s, "shared_steps_saved")))
+        policy = model.base_station.policy
+        learner = None
+        if self._layout.learns:
+            learner = {k: getattr(policy, k, None) for k in ("episode", "last_reward", "losses")}
+        return Snapshot(slot=model.slot, time_s=float(model.env.now), wall_s=wall,
+                        slots_per_s=model.slot / wall if wall > 0 else math.nan, users=tuple(users),
+                        servers=tuple(servers), metrics=dict(model.slot_metrics), requests=tuple(self._recent),
+                        qoe=tuple(self._qoe), invalid=self._invalid, failed=self._failed, learner=learner)
+
+    # --- the drawing side: rich's thread, from the latest snapshot ------------------------------
+
+    def __enter__(self) -> LiveView:
+        self._started = time.perf_counter()
+        self._live = Live(console=self.console, get_renderable=self.render, refresh_per_second=self.refresh_per_second,
+                          redirect_stdout=False, redirect_stderr=False)
+        self._live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._live is not None:
+            if self._snapshot is None:      # failed before the first slot: leave only the error on screen
+                self._live.transient = True
+            self._live.__exit__(*exc)       # draws the last frame and leaves it on screen
+            self._live = None
+
+    def render(self) -> RenderableType:
+        """The whole view from the latest snapshot."""
+        self.frames += 1
+        snap, lay = self._snapshot, self._layout
+        if snap is None or lay is None:
+            return Panel(Text(self.message), title="aigcsim", border_style="blue")
+        side = Group(self.gpu_panel(snap), self.learner_panel(snap, lay), self.llm_panel(snap, lay))
+        top = Table.grid(expand=True, padding=(0, 1))
+        top.add_column(width=self._map_size(lay)[0] + 4)
+        top.add_column(ratio=1)
+        top.add_row(self.map_panel(snap, lay), side)
+        return Group(self.header(snap, lay), top, self.requests_panel(snap), Text(self.message, style="grey50",
+                                                                                 overflow="ellipsis", no_wrap=True))
+
+    def header(self, snap: Snapshot, lay: ViewLayout) -> Text:
+        text = Text.assemble(
+            ("aigcsim ", "bold"), (lay.name, "bold cyan"), f"  seed {lay.seed}  policy {lay.policy}  |  ",
+            ("slot ", "grey62"), (f"{snap.slot}/{self.steps}", "bold"),
+            ("  clock ", "grey62"), (f"{snap.time_s:,.1f} s", "bold"),
+            ("  speed ", "grey62"), (f"{snap.slots_per_s:,.1f} slots/s", "bold"),
+            ("  wall ", "grey62"), f"{time.perf_counter() - self._started:,.0f} s")
+        if self.out:
+            text.append(f"  |  {self.out}", style="grey50")
+        text.no_wrap, text.overflow = True, "ellipsis"
+        return text
+
+    def _map_size(self, lay: ViewLayout) -> tuple[int, int, int, int]:
+        """(width, height) in characters and characters per block across and down."""
+        across = max(4, min(12, (self.map_width - 1) // lay.columns))
+        down = max(2, across // 2)
+        return lay.columns * across + 1, lay.rows * down + 1, across, down
+
+    def _streets(self, lay: ViewLayout) -> list[list[tuple[str, str]]]:
+        if self._base is None:
+            width, height, across, down = self._map_size(lay)
+            rows = []
+            for j in range(height):
+                row = []
+                for i in range(width):
+                    on_x, on_y = i % across == 0, j % down == 0
+                    char = "\u253c" if on_x and on_y else "\u2502" if on_x else "\u2500" if on_y else " "
+                    row.append((char, STREET_STYLE))
+                rows.append(row)
+            self._base = rows
+        return [list(r) for r in self._base]
+
+    def map_panel(self, snap: Snapshot, lay: ViewLayout) -> Panel:
+        """The block: streets, base station, servers, users coloured by their last QoE."""
+        width, height, across, down = self._map_size(lay)
+        grid = self._streets(lay)
+
+        def put(x_m: float, y_m: float, char: str, style: str) -> None:
+            i = min(width - 1, max(0, round(x_m / lay.block_m * across)))
+            j = min(height - 1, max(0, height - 1 - round(y_m / lay.block_m * down)))
+            grid[j][i] = (char, style)
+
+        for x, y, qoe in snap.users:
+            put(x, y, USER_UNRATED if math.isnan(qoe) else USER, qoe_style(qoe))
+        for k, (_, (x, y)) in enumerate(lay.servers):
+            put(x, y, SERVER if len(lay.servers) == 1 else str(k + 1), "bold cyan")
+        put(*lay.station_m, STATION, "bold magenta")
+        text = Text()
+        for j, row in enumerate(grid):
+            if j:
+                text.append("\n")
+            run_style, run = row[0][1], []
+            for char, style in row:
+                if style != run_style:
+                    text.append("".join(run), run_style)
+                    run_style, run = style, []
+                run.append(char)
+            text.append("".join(run), run_style)
+        return Panel(Group(text, self.legend(lay)), title="City block", border_style="blue", expand=False)
+
+    def legend(self, lay: ViewLayout) -> Text:
+        text = Text()
+        text.append(f"{STATION}", "bold magenta")
+        text.append(" base station  ")
+        for k, (name, _) in enumerate(lay.servers):
+            text.append(SERVER if len(lay.servers) == 1 else str(k + 1), "bold cyan")
+            text.append(f" {name}  ")
+        text.append("\nusers by last QoE: ")
+        for (low, style), label in zip(QOE_BANDS, (">=0.75", ">=0.5", ">=0.25", "<0.25")):
+            text.append(USER, style)
+            text.append(f" {label} ")
+        text.append(USER_UNRATED, qoe_style(math.nan))
+        text.append(" silent" if lay.feedback_mode == "silent" else " no rating yet")
+        return text
+
+    def requests_panel(self, snap: Snapshot) -> Panel:
+        """The most recent finished requests, with what each user said."""
+        table = Table(expand=True, box=None, padding=(0, 1), header_style="bold")
+        table.add_column("user", no_wrap=True, overflow="ellipsis", max_width=22)
+        table.add_column("prompt", no_wrap=True, overflow="ellipsis", max_width=30)
+        table.add_column("cluster", no_wrap=True, justify="right")
+        table.add_column("shared", justify="right", no_wrap=True)
+        table.add_column("own (GPU+phone)", justify="right", no_wrap=True)
+        table.add_column("power", justify="right", no_wrap=True)
+        table.add_column("wait", justify="right", no_wrap=True)
+        table.add_column("rating", justify="right", no_wrap=True)
+        table.add_column("feedback", ratio=1, overflow="fold")
+        for r in snap.requests:
+            table.add_row(*request_cells(r))
+        if not snap.requests:
+            table.add_row("", Text("no finished request yet", style="grey62"), *[""] * 7)
+        return Panel(table, title="Recent requests", border_style="blue")
+
+    def gpu_panel(self, snap: Snapshot) -> Panel:
+        table = Table(box=None, padding=(0, 1), header_style="bold", expand=True)
+        for name in ("server", "batches", "last batch", "util", "queue", "energy", "clusters", "steps saved"):
+            table.add_column(name, justify="left" if name == "server" else "right", no_wrap=True)
+        for s in snap.servers:
+            table.add_row(s.name, f"{s.batches}", f"{s.last_batch or NONE}", _pct(s.utilisation), f"{s.queue}",
+                          f"{s.energy_j / 1e3:,.1f} kJ",
+                          NONE if s.clusters_formed is None else f"{s.clusters_formed}",
+                          NONE if s.shared_steps_saved is None else f"{s.shared_steps_saved}")
+        parts: list[RenderableType] = [table]
+        if all(s.clusters_formed is None for s in snap.servers):
+            parts.append(Text("prompt clusters and shared steps: not yet (no shared denoising in this world)",
+                              style="grey62"))
+        m = snap.metrics
+        parts.append(Text(f"this slot: util {_pct(m['gpu_utilisation'])}, GPU {m['gpu_energy_j']:,.0f} J, "
+                          f"radio {m['tx_energy_j']:,.1f} J, over budget {m['over_budget_j']:,.0f} J"))
+        return Panel(Group(*parts), title="GPU servers", border_style="blue")
+
+    def learner_panel(self, snap: Snapshot, lay: ViewLayout) -> Panel:
+        lines = Text()
+        if snap.learner is None:
+            lines.append(f"policy {lay.policy}: no learner (a heuristic; it does not learn)\n", style="grey62")
+        else:
+            episode, reward, losses = (snap.learner.get(k) for k in ("episode", "last_reward", "losses"))
+            lines.append(f"policy {lay.policy}  episode {NONE if episode is None else episode}  "
+                         f"reward {NONE if reward is None else f'{reward:.3f}'}\n")
+            if isinstance(losses, Mapping) and losses:
+                lines.append("losses " + "  ".join(f"{k} {v:.4g}" for k, v in losses.items()) + "\n")
+            else:
+                lines.append(f"losses {NONE}\n")
+        rated = [q for q in snap.qoe if not math.isnan(q)]
+        if rated:
+            lines.append("QoE ")
+            lines.append(sparkline(snap.qoe), style="green3")
+            lines.append(f"  mean {sum(rated) / len(rated):.2f}, last {rated[-1]:.2f}")
+        else:
+            lines.append("QoE: no ratings yet" if lay.feedback_mode != "silent"
+                         else "QoE: none (feedback.mode: silent)", style="grey62")
+        return Panel(lines, title="Learner", border_style="blue")
+
+    def llm_panel(self, snap: Snapshot, lay: ViewLayout) -> Panel:
+        m = snap.metrics
+        if lay.feedback_mode == "silent":
+            return Panel(Text("users are silent (feedback.mode: silent): no language model", style="grey62"),
+                         title="Language model", border_style="blue")
+        hit = m["cache_hit_rate"]
+        latency = m["llm_median_latency_s"]
+        text = Text(f"{lay.feedback_mode}: {int(m['llm_calls'])} calls, {int(m['cache_hits'])} cache hits"
+                    f" ({_pct(hit)}), median latency {NONE if math.isnan(latency) else f'{latency:.2f} s'}\n"
+                    f"invalid answers {snap.invalid}, failed {snap.failed}")
+        if lay.feedback_mode == "learned":
+            mae = m["learned_mae"]
+            text.append(f"\nlearned answers {int(m['learned_answers'])}, "
+                        f"MAE vs LLM {NONE if math.isnan(mae) else f'{mae:.2f}'}")
+        return Panel(text, title="Language model", border_style="blue")
+
+
+def layout_of(model: CityBlock) -> ViewLayout:
+    """The fixed parts of the view, read once."""
+    cfg = model.cfg
+    policy = model.base_station.policy
+    return ViewLayout(name=cfg.name, seed=model.seed, policy=cfg.base_station.policy,
+                  learns=callable(getattr(policy, "update", None)), feedback_mode=cfg.feedback.mode,
+                  columns=cfg.streets.columns, rows=cfg.streets.rows, block_m=cfg.streets.block_m,
+                  station_m=tuple(model.base_station.position_m),
+                  servers=[(s.name, tuple(s.position_m)) for s in model.gpu_servers])
+
+
+def last_qoe(received: Sequence[ImageRequest]) -> float:
+    """QoE of the user's most recent rated image; NaN when there is none."""
+    for r in reversed(received):
+        if r.feedback is not None:
+            return r.qoe
+    return math.nan
+
+
+def request_cells(r: ImageRequest) -> list[str | Text]:
+    """One row of the recent-requests table."""
+    shared = r.extra.get("shared_steps")
+    own = f"{r.server_steps}+{r.device_steps}"
+    if isinstance(shared, (int, float)):
+        own = f"{r.steps - int(shared)}"
+    cluster = r.extra.get("cluster")
+    fb = r.feedback
+    if fb is None:
+        rating, said = Text(NONE, style="grey62"), Text("(silent)", style="grey62")
+    elif fb.failed:
+        rating, said = Text("failed", style="red3"), Text(fb.error, style="red3")
+    elif not fb.valid:
+        rating, said = Text("invalid", style="dark_orange"), Text(fb.error, style="dark_orange")
+    else:
+        rating = Text(f"{fb.rating}/5", style=qoe_style(r.qoe))
+        said = Text(fb.text)
+    return [r.persona, r.prompt, NONE if cluster is None else str(cluster),
+            NONE if shared is None else str(shared), own, f"{r.power_w:.2f} W", f"{r.wait_s:.1f} s", rating, said]
+
+
+def _optional_int(obj: object, name: str) -> int | None:
+    value = getattr(obj, name, None)
+    return None if value is None else int(value)
+
+
+def _pct(value: float) -> str:
+    return NONE if value is None or math.isnan(value) else f"{value:.0%}"

@@ -1,0 +1,128 @@
+"""The live view: frames rendered to text with rich's recording console, and the plain fallback."""
+
+from __future__ import annotations
+
+import io
+import math
+import time
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+import scenarios.cli as cli_module
+import scenarios.run as run_module
+from agents.feedback import Feedback
+from agents.request import ImageRequest
+from scenarios.cli import main
+from scenarios.live import SERVER, STATION, USER, USER_UNRATED, LiveView, request_cells, sparkline
+from scenarios.loader import load_scenario
+from scenarios.run import run_scenario
+from tests.world.scripted import ScriptedBackend
+from world.config import ScenarioConfig
+
+ROOT = Path(__file__).resolve().parents[2]
+SHIPPED = ROOT / "scenarios" / "city_block.yaml"
+PANELS = ("City block", "Recent requests", "GPU servers", "Learner", "Language model")
+
+
+def scenario(**feedback: object) -> ScenarioConfig:
+    data = load_scenario(SHIPPED).model_dump()
+    data["users"]["count"] = 12
+    data["users"]["request_rate_per_s"] = 0.1
+    data["feedback"].update(feedback or {"mode": "silent"})
+    return ScenarioConfig.model_validate(data)
+
+
+def frame(view: LiveView, width: int = 170) -> str:
+    console = Console(record=True, width=width, file=io.StringIO())
+    console.print(view.render())
+    return console.export_text()
+
+
+def observed_run(tmp_path: Path, cfg: ScenarioConfig, steps: int = 30) -> LiveView:
+    view = LiveView(Console(file=io.StringIO()), steps, out=str(tmp_path / "r"))
+    run_scenario(cfg, steps=steps, out=tmp_path / "r", log=view.note, observer=view.observe)
+    return view
+
+
+def test_frame_shows_map_glyphs_feedback_and_every_panel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(run_module, "build_backends", lambda cfg, n: ([ScriptedBackend()], lambda: None))
+    view = observed_run(tmp_path, scenario(mode="live", cache=None, think_s=(0.5, 1.0)))
+    text = frame(view)
+    for title in PANELS:
+        assert title in text
+    assert USER in text and STATION in text and SERVER in text       # users with a rating, station, server
+    assert "It is fine." in text                                     # the scripted persona's sentence
+    assert "/5" in text and "slot 30/30" in text and "slots/s" in text
+    assert "no learner" in text and "not yet" in text                # honest about what does not exist
+    assert "live:" in text and "cache hits" in text
+
+
+def test_silent_run_says_users_are_silent(tmp_path: Path) -> None:
+    text = frame(observed_run(tmp_path, scenario(), steps=20))
+    assert USER_UNRATED in text and "(silent)" in text
+    assert "users are silent" in text and "QoE: none" in text
+
+
+def test_before_the_first_slot_the_view_says_it_is_starting() -> None:
+    assert "starting" in frame(LiveView(Console(file=io.StringIO()), 10))
+
+
+def test_cluster_and_shared_steps_are_read_where_they_will_appear() -> None:
+    r = ImageRequest(request_id=1, user_id=1, persona="Ana (+N)", prompt="a red circle", topic="t", issued_s=0.0,
+                     server_steps=30, device_steps=10, power_w=0.5, delivered_s=2.0)
+    r.feedback = Feedback("Too slow.", 2, None, "{}", 0.1, "x", valid=True)
+    cells = [str(c) for c in request_cells(r)]
+    assert cells[2] == "-" and cells[3] == "-" and cells[4] == "30+10"
+    r.extra.update(cluster=3, shared_steps=12)
+    cells = [str(c) for c in request_cells(r)]
+    assert cells[2] == "3" and cells[3] == "12" and cells[4] == "28"
+    assert "2/5" in cells and "Too slow." in cells
+
+
+def test_sparkline_buckets_and_gaps() -> None:
+    assert sparkline([]) == ""
+    assert sparkline([0.0, 1.0]) == "\u2581\u2588"
+    assert sparkline([math.nan, 0.5], width=2)[0] == " "
+    assert len(sparkline([0.5] * 1000, width=40)) <= 40
+
+
+def test_the_view_redraws_on_its_own_while_a_slot_takes_long() -> None:
+    console = Console(file=io.StringIO(), force_terminal=True, width=120)
+    with LiveView(console, 10, refresh_per_second=10) as view:
+        time.sleep(0.5)                       # no slot finishes: the clock thread still draws
+    assert view.frames >= 3
+
+
+def terminal(buffer: io.StringIO):  # noqa: ANN201
+    return lambda: Console(file=buffer, force_terminal=True, width=160, height=50)
+
+
+def silent_yaml(tmp_path: Path) -> Path:
+    path = tmp_path / "silent.yaml"
+    path.write_text(SHIPPED.read_text().replace("  mode: live", "  mode: silent", 1))
+    return path
+
+
+def test_outside_a_terminal_progress_is_plain_ascii_lines(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", str(silent_yaml(tmp_path)), "--steps", "20", "--out", str(tmp_path / "r")]) == 0
+    out = capsys.readouterr().out
+    assert all(32 <= ord(c) < 127 for c in out.replace("\n", "")), "control or non-ASCII characters in the log"
+    lines = out.splitlines()
+    assert lines[0].startswith("running city_block") and sum(line.startswith("slot ") for line in lines) == 10
+    assert any(line.startswith("QoE: ") for line in lines) and lines[-1] == f"run folder: {tmp_path / 'r'}"
+
+
+def test_in_a_terminal_the_live_view_draws_unless_no_live(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    screen = io.StringIO()
+    monkeypatch.setattr(cli_module, "Console", terminal(screen))
+    silent = str(silent_yaml(tmp_path))
+    assert main(["run", silent, "--steps", "5", "--out", str(tmp_path / "a")]) == 0
+    assert "City block" in screen.getvalue() and "summary" in screen.getvalue()
+    assert "slot 5/5" not in capsys.readouterr().out        # no plain progress lines under the view
+    screen.truncate(0)
+    assert main(["run", silent, "--steps", "5", "--out", str(tmp_path / "b"), "--no-live"]) == 0
+    assert "City block" not in screen.getvalue()
+    assert "slot 5/5" in capsys.readouterr().out

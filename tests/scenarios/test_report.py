@@ -1,0 +1,78 @@
+"""The end-of-run report: plots, the image sheet and the summary, drawn from a run folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from agents.persona import TRAITS
+from scenarios.loader import load_scenario
+from scenarios.report import (
+    PLACEHOLDER, SheetCell, image_sheet, latency_parts, persona_type, plot_learning_curve, read_rows,
+    summary_lines, write_report,
+)
+from scenarios.run import run_scenario
+from world.config import ScenarioConfig
+
+SHIPPED = Path(__file__).resolve().parents[2] / "scenarios" / "city_block.yaml"
+PNG = b"\x89PNG"
+
+
+def silent() -> ScenarioConfig:
+    data = load_scenario(SHIPPED).model_dump()
+    data["feedback"]["mode"] = "silent"
+    return ScenarioConfig.model_validate(data)
+
+
+@pytest.fixture(scope="module")
+def run_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("run") / "r"
+    run_scenario(silent(), steps=40, out=out, log=lambda line: None)
+    return out
+
+
+def test_persona_type_is_the_most_pronounced_trait() -> None:
+    average = dict.fromkeys(TRAITS, 0.5)
+    assert persona_type(average) == "average"
+    assert persona_type({**average, "neuroticism": 0.9, "openness": 0.7}) == "anxious (+N)"
+    assert persona_type({**average, "agreeableness": 0.1}) == "critical (-A)"
+
+
+def test_report_writes_plots_and_sheet_and_skips_the_learning_curve(run_folder: Path) -> None:
+    report = write_report(run_folder, [], policy="fixed", budget_j=300.0, wall_s=1.0)
+    names = {p.name for p in report.files}
+    assert names == {"qoe_by_persona.png", "energy.png", "latency.png", "image_sheet.png"}
+    for p in report.files:
+        assert p.read_bytes()[:4] == PNG
+    assert any("no learner" in s for s in report.skipped)
+    lines = summary_lines(report)
+    assert any(line.startswith("requests: ") for line in lines)
+    assert any(line.startswith("QoE: no ratings") for line in lines)
+    assert all(line.isascii() and line.isprintable() for line in lines)
+
+
+def test_latency_parts_add_up_to_the_wait(run_folder: Path) -> None:
+    rows = [r for r in read_rows(run_folder / "requests.csv") if r["delivered_s"]]
+    assert rows
+    for r in rows:
+        parts = latency_parts(r)
+        assert parts is not None and min(parts.values()) >= 0
+        assert sum(parts.values()) == pytest.approx(float(r["wait_s"]))
+
+
+def test_image_sheet_takes_an_optional_image_per_cell(tmp_path: Path) -> None:
+    image = np.zeros((32, 32, 3), dtype=np.uint8)
+    image[8:24, 8:24, 0] = 255
+    cells = [SheetCell("a red square", "50 (GPU 50, phone 0)", "Ana: Lovely.", "5/5", image=image),
+             SheetCell("a blue circle", "20 (GPU 10, phone 10)", "Ben: Too blurry.", "2/5")]
+    assert image_sheet(cells, tmp_path / "sheet.png").read_bytes()[:4] == PNG
+    assert "not generated" in PLACEHOLDER
+    with pytest.raises(ValueError, match="H x W x 3"):
+        SheetCell("p", "1", "f", "-", image=np.zeros((4, 4)))
+
+
+def test_learning_curve_when_a_learner_reports_history(tmp_path: Path) -> None:
+    history = [{"episode": k, "reward": 0.1 * k, "actor_loss": 1.0 / (k + 1)} for k in range(5)]
+    assert plot_learning_curve(history, tmp_path / "lc.png").read_bytes()[:4] == PNG
