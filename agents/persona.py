@@ -21,29 +21,36 @@ TRAITS = ("openness", "conscientiousness", "extraversion", "agreeableness", "neu
 
 HIGH, LOW = 0.65, 0.35     # trait levels above / below these are described; between them, nothing
 
-# trait -> (behaviour when high, behaviour when low)
+# trait -> (behaviour when high, behaviour when low). Short, concrete and in plain words: a small model
+# copies these phrases into its answer, and the answer's words then carry its rating.
 TRAIT_BEHAVIOUR: dict[str, tuple[str, str]] = {
     "openness": (
-        "You are curious and enjoy unusual, surprising compositions; an unexpected take on your prompt can delight you.",
-        "You like conventional images; you want exactly the ordinary picture you asked for, nothing odd.",
+        "You love unusual, surprising pictures.",
+        "You like plain, ordinary pictures.",
     ),
     "conscientiousness": (
-        "You are meticulous: blur, noise and wrong details bother you a lot, and you rate them down hard.",
-        "You are easy-going about details; a bit of blur or a small mistake hardly matters to you.",
+        "You are meticulous: grain and blur annoy you.",
+        "You are easy-going: small flaws do not bother you.",
     ),
     "extraversion": (
-        "You are outgoing and expressive; you say what you feel with energy.",
-        "You are reserved; you answer briefly and plainly.",
+        "You are outgoing and say what you feel.",
+        "You are reserved and brief.",
     ),
     "agreeableness": (
-        "You are kind and lenient; you give the service the benefit of the doubt and rate generously.",
-        "You are blunt and critical; you are quick to complain and slow to praise.",
+        "You are lenient and rate generously.",
+        "You are blunt and critical, hard to please.",
     ),
     "neuroticism": (
-        "You are anxious and impatient: every second of waiting makes you more irritable, and a long wait spoils "
-        "even a good image for you.",
-        "You are calm and patient; waiting does not bother you much.",
+        "You are anxious and impatient: a long wait spoils even a good picture for you.",
+        "You are calm and patient: waiting does not bother you.",
     ),
+}
+
+# How the wait feels, by neuroticism (high, middle, low), for waits that are long or very long:
+# the same trait, rendered where the wait is described, so the model meets it beside the fact.
+WAIT_FEELING: dict[str, tuple[str, str, str]] = {
+    "long": ("It felt endless; you are irritated.", "It was a bit annoying.", "You did not mind at all."),
+    "very long": ("It felt endless; you are fed up.", "It was annoying.", "You did not mind at all."),
 }
 
 
@@ -88,15 +95,18 @@ class Persona:
                 lines.append(low)
         return lines
 
+    def wait_feeling(self, wait: str) -> str:
+        """How this persona feels about a wait described as `wait` ("" when the wait is not long)."""
+        feelings = WAIT_FEELING.get(wait)
+        if feelings is None:
+            return ""
+        n = self.traits.neuroticism
+        return feelings[0] if n >= HIGH else feelings[2] if n <= LOW else feelings[1]
+
     def describe(self) -> str:
-        """Who this persona is, in the second person, for a system prompt."""
-        scores = ", ".join(f"{t} {getattr(self.traits, t):.2f}" for t in TRAITS)
-        parts = [f"You are {self.name}."]
-        if self.background:
-            parts.append(self.background)
-        parts.extend(self.behaviour())
-        parts.append(f"(Big Five scores from 0 to 1: {scores}.)")
-        return " ".join(parts)
+        """Who this persona is, in the second person, for a system prompt: behaviour, never the scores."""
+        return " ".join([f"You are {self.name}.", *([self.background] if self.background else []),
+                         *self.behaviour()])
 
     def summary(self) -> str:
         """A few words for tables: the traits that stand out."""

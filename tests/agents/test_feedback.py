@@ -25,7 +25,8 @@ def test_messages_carry_persona_behaviour_and_quality() -> None:
     assert "Ana" in system and "night shifts" in system
     assert "impatient" in system and "meticulous" in system      # high neuroticism, high conscientiousness
     assert "blunt" in system                                     # low agreeableness
-    assert "blurry" in human and "15.0 seconds" in human
+    assert "blurry" in human and "very long" in human
+    assert not any(c.isdigit() for c in human) and "0.9" not in system   # plain words: no figures to parrot
 
 
 @pytest.mark.parametrize("prompt", [
@@ -36,14 +37,18 @@ def test_messages_carry_persona_behaviour_and_quality() -> None:
 def test_prompt_is_quoted_data_never_instructions(prompt: str) -> None:
     (_, system), (_, human) = feedback_messages(ANA, delivery(prompt))
     assert prompt not in system
-    quoted = human.splitlines()[0].split(": ", 1)[1]
+    label, quoted = human.splitlines()[0].split(": ", 1)
+    assert "not instructions" in label
     assert json.loads(quoted) == prompt          # exactly the user's text, as a JSON string
 
 
 def test_quality_words_follow_the_figures() -> None:
-    assert "crisp" in describe_quality(delivery(sharpness=0.95))
+    assert "sharp" in describe_quality(delivery(sharpness=0.95))
+    assert "flawless" in describe_quality(delivery(sharpness=0.99))
     assert "mess" in describe_quality(delivery(sharpness=0.1))
     assert "something else" in describe_quality(delivery(fidelity=0.1))
+    assert "very long" in describe_quality(delivery(wait_s=20.0))
+    assert "almost instant" in describe_quality(delivery(wait_s=1.0))
 
 
 def test_parse_valid_and_fenced_answers() -> None:
@@ -78,3 +83,11 @@ def test_qoe_maps_rating_to_unit_interval_and_prefers_expected() -> None:
     assert Feedback(rating=5, expected_rating=None, **base).qoe == 1.0
     assert Feedback(rating=4, expected_rating=3.5, **base).qoe == pytest.approx(0.625)
     assert Feedback(rating=None, expected_rating=None, **(base | {"valid": False})).qoe is None
+
+
+def test_a_long_wait_feels_different_to_an_anxious_and_a_calm_persona() -> None:
+    calm = Persona("Ben", BigFive(0.5, 0.5, 0.5, 0.5, 0.1))
+    long_wait = delivery(wait_s=20.0)
+    assert "fed up" in describe_quality(long_wait, ANA)
+    assert "did not mind" in describe_quality(long_wait, calm)
+    assert describe_quality(delivery(wait_s=1.0), ANA) == describe_quality(delivery(wait_s=1.0), calm)
