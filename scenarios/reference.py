@@ -17,7 +17,6 @@ from typing import Any, Literal
 import annotated_types
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
-from pydantic_core import PydanticUndefined
 
 from scenarios.loader import SHIPPED, load_scenario
 from world.config import ScenarioConfig

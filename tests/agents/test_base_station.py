@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -13,11 +12,11 @@ from agents.base_station import ACTION_FEATURES, OBS_FEATURES
 from agents.request import ImageRequest
 from policies.heuristics import FixedPolicy, RandomPolicy
 from scenarios.loader import load_scenario
+from tests.shipped import CITY_BLOCK, shipped
 from world.city import CityBlock
 from world.config import ScenarioConfig
 
-SHIPPED = Path(__file__).resolve().parents[2] / "scenarios" / "city_block.yaml"
-BASE = load_scenario(SHIPPED)          # min_steps 5, max_steps 50, power 0.1-1.0 W
+BASE = load_scenario(CITY_BLOCK)          # min_steps 5, max_steps 50, power 0.1-1.0 W
 LIM = BASE.base_station
 
 
@@ -49,10 +48,8 @@ def ask(model: CityBlock, n: int) -> list[ImageRequest]:
 
 
 def two_servers() -> ScenarioConfig:
-    data = BASE.model_dump()
-    first = data["gpu_servers"][0]
-    data["gpu_servers"] = [{**first, "name": "edge-0"}, {**first, "name": "edge-1"}]
-    return ScenarioConfig.model_validate(data)
+    first = BASE.gpu_servers[0].model_dump()
+    return shipped({"gpu_servers": [{**first, "name": "edge-0"}, {**first, "name": "edge-1"}]})
 
 
 def test_action_decodes_by_hand() -> None:

@@ -12,25 +12,14 @@ import yaml
 
 from scenarios.loader import load_scenario
 from scenarios.run import run_scenario
+from tests.shipped import CITY_BLOCK, ROOT, shipped, silent_copy
 from world.config import ScenarioConfig
 
-ROOT = Path(__file__).resolve().parents[2]
-SHIPPED = ROOT / "scenarios" / "city_block.yaml"
 
 
 def scenario(**feedback: object) -> ScenarioConfig:
     """The shipped scenario with feedback settings replaced (default: silent users, no LLM)."""
-    data = load_scenario(SHIPPED).model_dump()
-    data["feedback"].update(feedback or {"mode": "silent"})
-    return ScenarioConfig.model_validate(data)
-
-
-def silent_yaml(tmp_path: Path) -> Path:
-    """A copy of the shipped scenario whose users stay silent (for tests of everything but feedback)."""
-    path = tmp_path / "silent.yaml"
-    path.write_text(SHIPPED.read_text().replace("  mode: live", "  mode: silent", 1))
-    assert "mode: silent" in path.read_text()
-    return path
+    return shipped({"feedback": feedback or {"mode": "silent"}})
 
 
 def cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
@@ -64,7 +53,7 @@ def test_smoke_city_block_seed_42(tmp_path: Path) -> None:
     assert sum(float(r["total_qoe"]) for r in slots) == pytest.approx(sum(float(r["qoe"]) for r in valid))
     saved = yaml.safe_load((out / "config.yaml").read_text())
     assert saved["seed"] == 42 and saved["slots"] == 40
-    assert load_scenario(out / "config.yaml").model_dump() == load_scenario(SHIPPED).model_copy(
+    assert load_scenario(out / "config.yaml").model_dump() == load_scenario(CITY_BLOCK).model_copy(
         update={"slots": 40}).model_dump()
 
 
@@ -81,7 +70,7 @@ def test_same_seed_same_metrics_other_seed_differs(tmp_path: Path) -> None:
 
 def test_run_and_validate_any_file(tmp_path: Path) -> None:
     authored = tmp_path / "mine.yaml"
-    authored.write_text(silent_yaml(tmp_path).read_text().replace("mobility: manhattan", "mobility: random_waypoint"))
+    authored.write_text(silent_copy(tmp_path).read_text().replace("mobility: manhattan", "mobility: random_waypoint"))
     checked = cli("scenarios", "validate", str(authored))
     assert checked.returncode == 0 and "valid" in checked.stdout
     ran = cli("scenarios", "run", str(authored), "--steps", "5", "--out", str(tmp_path / "r"))
@@ -97,7 +86,7 @@ def test_run_and_validate_any_file(tmp_path: Path) -> None:
 def test_bad_input_exits_2_with_one_message_and_no_traceback(tmp_path: Path, edit: tuple[str, str],
                                                              expected: str) -> None:
     bad = tmp_path / "bad.yaml"
-    bad.write_text(SHIPPED.read_text().replace(*edit, 1))
+    bad.write_text(CITY_BLOCK.read_text().replace(*edit, 1))
     for args in (("validate", str(bad)), ("run", str(bad), "--out", str(tmp_path / "r"))):
         done = cli("scenarios", *args)
         assert done.returncode == 2
@@ -113,7 +102,7 @@ def test_missing_file_exits_2(tmp_path: Path) -> None:
 
 def test_existing_run_folder_is_never_overwritten(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    silent = str(silent_yaml(tmp_path))
+    silent = str(silent_copy(tmp_path))
     assert cli("scenarios", "run", silent, "--steps", "3", "--out", str(out)).returncode == 0
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     again = cli("scenarios", "run", silent, "--steps", "5", "--out", str(out))
@@ -162,7 +151,7 @@ def test_unreachable_ollama_exits_2_with_what_to_do(tmp_path: Path) -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     path = tmp_path / "ollama.yaml"
-    path.write_text(SHIPPED.read_text().replace("    backend: embedded", "    backend: ollama", 1)
+    path.write_text(CITY_BLOCK.read_text().replace("    backend: embedded", "    backend: ollama", 1)
                     .replace("    ollama_model: qwen2.5:0.5b", f"    ollama_model: qwen2.5:0.5b\n"
                                                               f"    ollama_host: http://127.0.0.1:{port}", 1))
     done = cli("scenarios", "run", str(path), "--steps", "3", "--out", str(tmp_path / "r"))
@@ -172,7 +161,7 @@ def test_unreachable_ollama_exits_2_with_what_to_do(tmp_path: Path) -> None:
 
 def test_traits_outside_unit_interval_exit_2(tmp_path: Path) -> None:
     path = tmp_path / "bad.yaml"
-    path.write_text(SHIPPED.read_text().replace(
+    path.write_text(CITY_BLOCK.read_text().replace(
         "    concentration: 1.0", "    personas: [{name: Ana, openness: 1.3, conscientiousness: 0.5, "
         "extraversion: 0.5, agreeableness: 0.5, neuroticism: 0.5}]\n    concentration: 1.0", 1))
     done = cli("scenarios", "validate", str(path))

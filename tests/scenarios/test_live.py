@@ -16,22 +16,16 @@ from agents.feedback import Feedback
 from agents.request import ImageRequest
 from scenarios.cli import main
 from scenarios.live import SERVER, STATION, USER, USER_UNRATED, LiveView, request_cells, sparkline
-from scenarios.loader import load_scenario
 from scenarios.run import run_scenario
+from tests.shipped import shipped, silent_copy
 from tests.world.scripted import ScriptedBackend
 from world.config import ScenarioConfig
 
-ROOT = Path(__file__).resolve().parents[2]
-SHIPPED = ROOT / "scenarios" / "city_block.yaml"
 PANELS = ("City block", "Recent requests", "GPU servers", "Learner", "Language model")
 
 
 def scenario(**feedback: object) -> ScenarioConfig:
-    data = load_scenario(SHIPPED).model_dump()
-    data["users"]["count"] = 12
-    data["users"]["request_rate_per_s"] = 0.1
-    data["feedback"].update(feedback or {"mode": "silent"})
-    return ScenarioConfig.model_validate(data)
+    return shipped({"users": {"count": 12, "request_rate_per_s": 0.1}, "feedback": feedback or {"mode": "silent"}})
 
 
 def frame(view: LiveView, width: int = 170) -> str:
@@ -99,14 +93,8 @@ def terminal(buffer: io.StringIO):  # noqa: ANN201
     return lambda: Console(file=buffer, force_terminal=True, width=160, height=50)
 
 
-def silent_yaml(tmp_path: Path) -> Path:
-    path = tmp_path / "silent.yaml"
-    path.write_text(SHIPPED.read_text().replace("  mode: live", "  mode: silent", 1))
-    return path
-
-
 def test_outside_a_terminal_progress_is_plain_ascii_lines(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["run", str(silent_yaml(tmp_path)), "--steps", "20", "--out", str(tmp_path / "r")]) == 0
+    assert main(["run", str(silent_copy(tmp_path)), "--steps", "20", "--out", str(tmp_path / "r")]) == 0
     out = capsys.readouterr().out
     assert all(32 <= ord(c) < 127 for c in out.replace("\n", "")), "control or non-ASCII characters in the log"
     lines = out.splitlines()
@@ -118,7 +106,7 @@ def test_in_a_terminal_the_live_view_draws_unless_no_live(tmp_path: Path, monkey
                                                           capsys: pytest.CaptureFixture[str]) -> None:
     screen = io.StringIO()
     monkeypatch.setattr(cli_module, "Console", terminal(screen))
-    silent = str(silent_yaml(tmp_path))
+    silent = str(silent_copy(tmp_path))
     assert main(["run", silent, "--steps", "5", "--out", str(tmp_path / "a")]) == 0
     assert "City block" in screen.getvalue() and "summary" in screen.getvalue()
     assert "slot 5/5" not in capsys.readouterr().out        # no plain progress lines under the view

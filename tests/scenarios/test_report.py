@@ -8,22 +8,19 @@ import numpy as np
 import pytest
 
 from agents.persona import TRAITS
-from scenarios.loader import load_scenario
 from scenarios.report import (
     PLACEHOLDER, SheetCell, image_sheet, latency_parts, persona_type, plot_learning_curve, read_rows,
     summary_lines, write_report,
 )
 from scenarios.run import run_scenario
+from tests.shipped import shipped
 from world.config import ScenarioConfig
 
-SHIPPED = Path(__file__).resolve().parents[2] / "scenarios" / "city_block.yaml"
 PNG = b"\x89PNG"
 
 
 def silent() -> ScenarioConfig:
-    data = load_scenario(SHIPPED).model_dump()
-    data["feedback"]["mode"] = "silent"
-    return ScenarioConfig.model_validate(data)
+    return shipped({"feedback": {"mode": "silent"}})
 
 
 @pytest.fixture(scope="module")

@@ -13,19 +13,11 @@ import yaml
 from scenarios.cli import main
 from scenarios.loader import load_scenario
 from scenarios.reference import reference_markdown
+from tests.shipped import silent_copy
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = sorted((ROOT / "scenarios").glob("*.yaml"))
 NAMES = [p.stem for p in SHIPPED]
-
-
-def silent_copy(path: Path, tmp_path: Path) -> Path:
-    """The scenario with silent users (no language model), for fast runs of everything else."""
-    copy = tmp_path / path.name
-    text = path.read_text()
-    assert "  mode: live" in text
-    copy.write_text(text.replace("  mode: live", "  mode: silent", 1))
-    return copy
 
 
 def test_the_issue_scenarios_are_shipped() -> None:
@@ -41,7 +33,7 @@ def test_shipped_scenario_validates(path: Path, capsys: pytest.CaptureFixture[st
 @pytest.mark.parametrize("path", SHIPPED, ids=NAMES)
 def test_smoke_shipped_scenario_seed_42(path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "run"
-    code = main(["run", str(silent_copy(path, tmp_path)), "--steps", "4", "--seed", "42", "--out", str(out),
+    code = main(["run", str(silent_copy(tmp_path, path)), "--steps", "4", "--seed", "42", "--out", str(out),
                  "--no-live"])
     assert code == 0
     with (out / "slots.csv").open() as f:
@@ -109,7 +101,7 @@ def test_reference_in_the_readme_is_up_to_date() -> None:
 
 def test_policy_option_is_applied_and_checkpoint_is_refused(tmp_path: Path,
                                                             capsys: pytest.CaptureFixture[str]) -> None:
-    silent = str(silent_copy(ROOT / "scenarios" / "city_block.yaml", tmp_path))
+    silent = str(silent_copy(tmp_path))
     assert main(["run", silent, "--steps", "2", "--policy", "random", "--out", str(tmp_path / "r")]) == 0
     assert yaml.safe_load((tmp_path / "r" / "config.yaml").read_text())["base_station"]["policy"] == "random"
     ckpt = tmp_path / "actor.pt"

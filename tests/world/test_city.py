@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -14,27 +13,20 @@ import pytest
 from agents.request import ImageRequest
 from policies.heuristics import FixedPolicy
 from scenarios.loader import load_scenario
+from tests.shipped import CITY_BLOCK, shipped
 from world.city import CityBlock
 from world.compute import ProfiledCost
 from world.config import ScenarioConfig
 
-SHIPPED = Path(__file__).resolve().parents[2] / "scenarios" / "city_block.yaml"
-BASE = load_scenario(SHIPPED)
-
-
-def merged(data: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
-    for key, value in changes.items():
-        data[key] = merged(data[key], value) if isinstance(value, dict) else value
-    return data
+BASE = load_scenario(CITY_BLOCK)
 
 
 def scenario(changes: dict[str, Any] | None = None, gpu: dict[str, Any] | None = None,
              servers: int = 1) -> ScenarioConfig:
     """The shipped scenario with some fields changed; `gpu` changes every GPU server."""
-    data = merged(BASE.model_dump(), changes or {})
-    first = data["gpu_servers"][0]
-    data["gpu_servers"] = [{**first, "name": f"edge-{k}", **(gpu or {})} for k in range(servers)]
-    return ScenarioConfig.model_validate(data)
+    first = BASE.gpu_servers[0].model_dump()
+    servers_changed = [{**first, "name": f"edge-{k}", **(gpu or {})} for k in range(servers)]
+    return shipped({**(changes or {}), "gpu_servers": servers_changed})
 
 
 def run(model: CityBlock, slots: int) -> list[ImageRequest]:

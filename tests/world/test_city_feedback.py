@@ -7,27 +7,22 @@ tests/scenarios/test_city_block.py (marked llm).
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from policies.heuristics import FixedPolicy, RandomPolicy
-from scenarios.loader import load_scenario
+from tests.shipped import shipped
 from tests.world.scripted import ScriptedBackend
 from world.city import CityBlock
 from world.config import ScenarioConfig
 from world.feedback import FeedbackPool
 from world.feedback_model import LearnedFeedback
 
-SHIPPED = Path(__file__).resolve().parents[2] / "scenarios" / "city_block.yaml"
 
 
 def config(users: dict | None = None, feedback: dict | None = None) -> ScenarioConfig:
-    data = load_scenario(SHIPPED).model_dump()
-    data["users"].update(users or {})
-    data["feedback"].update(feedback or {})
-    return ScenarioConfig.model_validate(data)
+    return shipped({"users": users or {}, "feedback": feedback or {}})
 
 
 def run(model: CityBlock, slots: int) -> list:

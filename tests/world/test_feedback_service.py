@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agents.feedback import Delivery, Feedback
+from agents.feedback import Delivery
 from agents.persona import BigFive, Persona
 from world.feedback import FeedbackCache, FeedbackPool
 from tests.world.scripted import ScriptedBackend

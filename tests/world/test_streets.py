@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
-from pathlib import Path
 from random import Random
 from typing import Any
 
@@ -14,18 +13,11 @@ from pydantic import ValidationError
 
 from policies.heuristics import FixedPolicy
 from scenarios.loader import load_scenario
+from tests.shipped import CITY_BLOCK, shipped
 from world.city import CityBlock
-from world.config import ScenarioConfig
 from world.streets import StreetGrid, StreetsConfig
 
-SHIPPED = Path(__file__).resolve().parents[2] / "scenarios" / "city_block.yaml"
-BASE = load_scenario(SHIPPED)
-
-
-def merged(data: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
-    for key, value in changes.items():
-        data[key] = merged(data[key], value) if isinstance(value, dict) else value
-    return data
+BASE = load_scenario(CITY_BLOCK)
 
 
 def walkers(streets: dict[str, Any], users: dict[str, Any] | None = None, seed: int = 42,
@@ -33,10 +25,8 @@ def walkers(streets: dict[str, Any], users: dict[str, Any] | None = None, seed: 
     """A city block of pedestrians who never ask for images (only mobility runs)."""
     changes = {"slot_s": slot_s, "streets": streets, "users": {"request_rate_per_s": 0.0, **(users or {})},
                "base_station": {"position_m": (0.0, 0.0)}}      # a corner lies inside any grid
-    data = merged(BASE.model_dump(), changes)
-    data["gpu_servers"][0]["position_m"] = (0.0, 0.0)
-    cfg = ScenarioConfig.model_validate(data)
-    return CityBlock(cfg, FixedPolicy(), seed=seed)
+    changes["gpu_servers"] = [{**BASE.gpu_servers[0].model_dump(), "position_m": (0.0, 0.0)}]
+    return CityBlock(shipped(changes), FixedPolicy(), seed=seed)
 
 
 class HopLog:

@@ -1,0 +1,33 @@
+"""The shipped scenarios, changed for a test: one place that every test module builds its configs from."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from scenarios.loader import load_scenario
+from world.config import ScenarioConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+CITY_BLOCK = ROOT / "scenarios" / "city_block.yaml"
+
+
+def merged(data: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """`data` with `changes` merged in, nested mappings key by key."""
+    for key, value in changes.items():
+        data[key] = merged(data[key], value) if isinstance(value, dict) else value
+    return data
+
+
+def shipped(changes: dict[str, Any] | None = None, path: Path = CITY_BLOCK) -> ScenarioConfig:
+    """A shipped scenario with some fields changed, validated like any scenario."""
+    return ScenarioConfig.model_validate(merged(load_scenario(path).model_dump(), changes or {}))
+
+
+def silent_copy(tmp_path: Path, path: Path = CITY_BLOCK) -> Path:
+    """A copy of a shipped scenario file whose users stay silent (no language model), for fast runs."""
+    text = path.read_text()
+    assert "  mode: live" in text, f"{path.name} no longer says 'mode: live'"
+    copy = tmp_path / path.name
+    copy.write_text(text.replace("  mode: live", "  mode: silent", 1))
+    return copy
