@@ -132,7 +132,7 @@ class CityBlock(mesa.Model):
         """A request is finished (its user has answered, or stays silent): record it."""
         self.completed.append(request)
         self.in_flight -= 1
-        if isinstance(self.feedback, LearnedFeedback) and request.feedback and persona and delivery:
+        if self.feedback and request.feedback and persona and delivery:
             self.feedback.learn(persona, delivery, request.feedback)
 
     def step(self) -> None:
@@ -146,7 +146,7 @@ class CityBlock(mesa.Model):
         self.base_station.allocate()
         self.env.run(until=(self.slot + 1) * self.slot_s)
         self.slot += 1
-        if isinstance(self.feedback, LearnedFeedback) and self.slot % self.cfg.feedback.learned_refresh_slots == 0:
+        if self.feedback and self.slot % self.cfg.feedback.learned_refresh_slots == 0:
             self.feedback.refresh()
         self._measure(self._request_ids - issued_before)
         self.datacollector.collect(self)
@@ -157,7 +157,7 @@ class CityBlock(mesa.Model):
         qoe = [r.qoe for r in rated if not math.isnan(r.qoe)]
         stats = self.feedback.stats if self.feedback else None
         asked = stats.calls + stats.cache_hits if stats else 0
-        agreement = self.feedback.agreement if isinstance(self.feedback, LearnedFeedback) else {}
+        agreement = self.feedback.agreement if self.feedback else {}
         busy = sum(s.busy_time_s() for s in self.gpu_servers)
         gpu_energy = sum(s.energy_j for s in self.gpu_servers)
         tx_energy = self.base_station.tx_energy_j

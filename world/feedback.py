@@ -108,6 +108,7 @@ class FeedbackPool:
         self._executor = ThreadPoolExecutor(max_workers=len(backends), thread_name_prefix="feedback")
         self._in_flight: dict[str, Future[Feedback]] = {}
         self._lock = threading.Lock()
+        self.agreement: dict[str, float] = {}     # a pool asks the LLM every time: nothing learned to score
 
     def submit(self, persona: Persona, delivery: Delivery) -> Future[Feedback]:
         """The persona's answer: from the cache, from an identical question still being answered, or a new call."""
@@ -126,6 +127,12 @@ class FeedbackPool:
             future = self._executor.submit(self._ask, key, persona, delivery)
             self._in_flight[key] = future
             return future
+
+    def learn(self, persona: Persona, delivery: Delivery, feedback: Feedback) -> None:
+        """Nothing to learn: every answer comes from a model (see LearnedFeedback)."""
+
+    def refresh(self) -> None:
+        """Nothing to refit (see LearnedFeedback)."""
 
     def _ask(self, key: str, persona: Persona, delivery: Delivery) -> Feedback:
         backend = self._idle.get()
