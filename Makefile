@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test bench weights clean
 
 setup: $(STAMP)
 
@@ -23,6 +23,12 @@ test: setup
 
 bench: setup
 	$(PY) benchmarks/world_throughput.py
+	$(PY) benchmarks/cooperative_denoising.py
+
+# Retrain the shipped text-to-image model and judge (about 50 min on 2 cores), then re-measure its quality tables.
+weights: setup
+	$(PY) -m world.imagegen.train
+	$(PY) -m world.imagegen.evaluate --write
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

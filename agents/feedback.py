@@ -44,6 +44,8 @@ class Delivery:
         sharpness: how clean the image is, 0 (pure noise) to 1 (clean).
         fidelity: how well it shows what was asked, 0 (not at all) to 1 (exactly).
         wait_s: from asking to holding the image, s.
+        seen: what the picture shows, in words ("a blue square on a red background"), when a real image
+            was looked at; empty otherwise.
     """
 
     prompt: str
@@ -51,11 +53,15 @@ class Delivery:
     sharpness: float
     fidelity: float
     wait_s: float
+    seen: str = ""
 
     def key(self) -> dict[str, object]:
         """The attributes that decide an answer, rounded so equal-looking deliveries share a cache entry."""
-        return {"prompt": self.prompt, "steps": self.steps, "sharpness": round(self.sharpness, 2),
-                "fidelity": round(self.fidelity, 2), "wait_s": round(self.wait_s, 1)}
+        key: dict[str, object] = {"prompt": self.prompt, "steps": self.steps, "sharpness": round(self.sharpness, 2),
+                                  "fidelity": round(self.fidelity, 2), "wait_s": round(self.wait_s, 1)}
+        if self.seen:
+            key["seen"] = self.seen
+        return key
 
 
 @dataclass(frozen=True)
@@ -133,7 +139,8 @@ def describe_quality(delivery: Delivery, persona: Persona | None = None) -> str:
     wait = "almost instant" if w < 3 else "short" if w < 8 else "long" if w < 15 else "very long"
     feeling = persona.wait_feeling(wait) if persona else ""
     # no digits: the model copies any digit it sees into the rating ("5 seconds" -> 5)
-    return f"Picture: {look}; shows {match}.\nWait: {wait}.{' ' + feeling if feeling else ''}"
+    seen = f" You see {delivery.seen}." if delivery.seen else ""
+    return f"Picture: {look}; shows {match}.{seen}\nWait: {wait}.{' ' + feeling if feeling else ''}"
 
 
 def feedback_messages(persona: Persona, delivery: Delivery) -> list[tuple[str, str]]:

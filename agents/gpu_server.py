@@ -34,8 +34,8 @@ class ComputeModel(Protocol):
         """Latency of one denoising step for a batch of `batch` images, s."""
         ...
 
-    def batch_timing(self, steps: Sequence[int]) -> BatchTiming:
-        """Timing of a lockstep batch whose members need `steps` server steps each."""
+    def serve(self, batch: Sequence[ImageRequest]) -> BatchTiming:
+        """Run (or cost) one batch; may set each request's quality, image and extras."""
         ...
 
 
@@ -63,6 +63,7 @@ class GpuServer(mesa.Agent):
         self.busy_s = 0.0               # GPU time of finished batches, s
         self.energy_j = 0.0             # energy of finished batches, J
         self.batches = 0
+        self.requests_served = 0
         self._batch_started_s: float | None = None
 
     def submit(self, requests: list[ImageRequest]) -> None:
@@ -88,7 +89,7 @@ class GpuServer(mesa.Agent):
                 return
             start = env.now
             self._batch_started_s = start
-            timing = self.compute.batch_timing([r.server_steps for r in batch])
+            timing = self.compute.serve(batch)
             for r, energy in zip(batch, timing.energy_j):
                 r.state, r.started_s, r.batch_size = RequestState.DENOISING, start, len(batch)
                 r.server_energy_j = energy
@@ -101,7 +102,18 @@ class GpuServer(mesa.Agent):
             self.busy_s += timing.busy_s
             self.energy_j += sum(timing.energy_j)
             self.batches += 1
+            self.requests_served += len(batch)
             self._batch_started_s = None
+
+    @property
+    def clusters_formed(self) -> int | None:
+        """Prompt clusters that shared a prefix so far; None when the engine does not share."""
+        return getattr(self.compute, "clusters_formed", None)
+
+    @property
+    def shared_steps_saved(self) -> int | None:
+        """Server UNet evaluations saved by shared prefixes so far; None when the engine does not share."""
+        return getattr(self.compute, "shared_steps_saved", None)
 
     def busy_time_s(self) -> float:
         """GPU time used so far, including the running batch's elapsed part, s."""

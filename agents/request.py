@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from enum import Enum
+from typing import Any
 
 from agents.feedback import Feedback
 
@@ -53,7 +54,9 @@ class ImageRequest:
     sharpness: float = float("nan")       # of the delivered image, 0-1
     fidelity: float = float("nan")        # match to the prompt, 0-1
     feedback_s: float = float("nan")      # the user answered
+    payload_bits: float = float("nan")    # what the radio carries: NaN = the finished image's size
     feedback: Feedback | None = None
+    image: Any = field(default=None, repr=False)     # the delivered pixels (H x W x 3 uint8) when rendered for real
     extra: dict[str, float | str] = field(default_factory=dict)
 
     @property
@@ -74,8 +77,9 @@ class ImageRequest:
 
     def as_record(self) -> dict[str, float | int | str | bool | None]:
         """Flat row for the run's requests table."""
-        row = asdict(self)
+        row = asdict(replace(self, image=None, feedback=None))
         row.pop("extra")
+        row.pop("image")
         row.pop("feedback")
         row["state"] = self.state.value
         row["steps"] = self.steps

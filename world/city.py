@@ -14,7 +14,8 @@ from agents.gpu_server import ComputeModel, GpuServer
 from agents.persona import TRAITS, BigFive, Persona
 from agents.request import ImageRequest
 from agents.user import MobileUser
-from world.compute import ProfiledCost, ProfiledQuality
+from world.compute import ProfiledQuality
+from world.imagegen.render import make_engines
 from world.config import ScenarioConfig
 from world.feedback import FeedbackPool
 from world.feedback_model import LearnedFeedback
@@ -77,7 +78,7 @@ class CityBlock(mesa.Model):
         self.base_station = BaseStation(
             self, bs.position_m, policy,
             Limits(bs.min_steps, bs.max_steps, cfg.radio.min_power_w, cfg.radio.max_power_w))
-        engines = compute or [ProfiledCost(s) for s in cfg.gpu_servers]
+        engines = compute or make_engines(cfg, self.seed)
         if len(engines) != len(cfg.gpu_servers):
             raise ValueError(f"got {len(engines)} compute engines for {len(cfg.gpu_servers)} GPU servers")
         self.gpu_servers = [GpuServer(self, s.name, s.position_m, engine, s.max_batch)

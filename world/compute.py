@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -62,6 +63,10 @@ class ProfiledCost:
         p = self.profile
         return p.step_energy_j * (1.0 + p.batch_energy_slope * (batch - 1))
 
+    def serve(self, batch: Sequence) -> BatchTiming:
+        """Cost a batch of requests without sharing (each runs its own server steps)."""
+        return self.batch_timing([r.server_steps for r in batch])
+
     def batch_timing(self, steps: Sequence[int]) -> BatchTiming:
         """Finish offsets and energy of a lockstep batch whose members need `steps` server steps."""
         steps_arr = np.asarray(steps, dtype=int)
@@ -84,7 +89,8 @@ class ProfiledCost:
 class QualityProfile(BaseModel):
     """How clean and how faithful an image is after a number of denoising steps.
 
-    A stand-in until real denoising measures the image:
+    The fallback for compute engines that do not judge their images (the
+    cooperative engine of `world.imagegen.render` does, really or from its tables):
         sharpness = 1 - exp(-steps / sharpness_steps)
         fidelity  = 1 - exp(-steps / fidelity_steps)
     """
@@ -105,3 +111,24 @@ class ProfiledQuality:
         """(sharpness, fidelity), each in [0, 1]."""
         p = self.profile
         return 1.0 - math.exp(-steps / p.sharpness_steps), 1.0 - math.exp(-steps / p.fidelity_steps)
+
+
+class ImageGenConfig(BaseModel):
+    """How the GPU servers denoise: cooperative sharing, and whether images are really generated."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    render: Literal["profile", "real"] = Field(
+        "profile", description="'real': run the image model for every request and judge each image; 'profile': "
+                               "cost the same UNet calls and take quality from the shipped quality tables.")
+    model: str = Field(
+        "shipped", min_length=1, description="'shipped' for the project's model, or a folder: a diffusers "
+                                            "pipeline (unet/, vae/, text_encoder/, ...) or weights with a manifest.")
+    device: str = Field("cpu", min_length=1, description="Torch device of the image model: cpu, cuda, cuda:N.")
+    dtype: Literal["float32", "float16", "bfloat16"] = Field("float32", description="Weights' number format.")
+    threads: int = Field(1, ge=1, le=64, description="Torch CPU threads for the image model, count.")
+    share: bool = Field(True, description="Share denoising prefixes between similar prompts.")
+    similarity_threshold: float = Field(
+        0.85, ge=-1, le=1, description="Least MiniLM cosine similarity to a cluster's first prompt to join it.")
+    shared_fraction: float = Field(
+        0.2, ge=0, le=1, description="Share k/T of a cluster's steps T (capped by its members' server steps).")

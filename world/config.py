@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from world.compute import GpuProfile, PhoneProfile, QualityProfile
+from world.compute import GpuProfile, ImageGenConfig, PhoneProfile, QualityProfile
 from world.llm import LlmConfig
 from world.prompts import PromptsConfig
 from world.radio import RadioConfig
@@ -150,7 +150,10 @@ class ScenarioConfig(BaseModel):
     gpu_servers: tuple[GpuServerConfig, ...] = Field(min_length=1, description="Edge GPU servers, at least one.")
     phone: PhoneProfile = Field(default_factory=PhoneProfile, description="Phones' denoising cost.")
     quality: QualityProfile = Field(
-        default_factory=QualityProfile, description="Image quality after a number of steps (profiled).")
+        default_factory=QualityProfile,
+        description="Fallback image quality after a number of steps, for compute engines that do not judge images.")
+    imagegen: ImageGenConfig = Field(
+        default_factory=ImageGenConfig, description="Cooperative denoising on the GPU servers, real or profiled.")
     feedback: FeedbackConfig = Field(default_factory=FeedbackConfig, description="Persona feedback.")
     prompts: PromptsConfig = Field(description="Prompt catalog.")
 

@@ -104,12 +104,14 @@ class Radio:
         """Rate to one user this slot at the given power."""
         return float(shannon_rate_bps(power_w, self.gain[user_index], self.cfg))
 
-    def transmit(self, user_index: int, power_w: float) -> Generator[simpy.Event, None, Transfer]:
-        """SimPy process: send one image; returns when the last bit has arrived."""
+    def transmit(self, user_index: int, power_w: float,
+                 bits: float | None = None) -> Generator[simpy.Event, None, Transfer]:
+        """SimPy process: send one image (or `bits` bits: latents handed to the phone); returns when the last
+        bit has arrived."""
         gain = float(self.gain[user_index])
         rate = float(shannon_rate_bps(power_w, gain, self.cfg))
         start = self.env.now
-        duration_s = self.cfg.payload_bits / rate
+        duration_s = (self.cfg.payload_bits if bits is None else bits) / rate
         yield self.env.timeout(duration_s)
         return Transfer(start_s=start, end_s=self.env.now, rate_bps=rate,
                         energy_j=power_w * duration_s, gain=gain)

@@ -1,0 +1,72 @@
+"""The GPU servers' cooperative engine inside the city block: profiled and real."""
+
+import math
+
+import numpy as np
+
+from agents.request import RequestState
+from policies.heuristics import FixedPolicy
+from tests.shipped import shipped
+from world.city import CityBlock
+from world.imagegen.render import SHIPPED_LATENT_BITS, CooperativeRender, QualityTable
+
+SILENT = {"feedback": {"mode": "silent"}}
+
+
+def run(cfg, slots):
+    model = CityBlock(cfg, FixedPolicy())
+    for _ in range(slots):
+        model.step()
+    model.env.run(until=model.env.now + 200)
+    return model, [r for r in model.completed if r.state in (RequestState.DELIVERED, RequestState.RATED)]
+
+
+def test_profiled_sharing_saves_server_steps():
+    model, done = run(shipped({**SILENT, "users": {"count": 40}}), 20)
+    engine = model.gpu_servers[0].compute
+    assert isinstance(engine, CooperativeRender)
+    shared = [r for r in done if r.extra["shared_steps"] > 0]
+    assert shared, "no request shared a prefix in a busy block"
+    assert engine.clusters_formed > 0
+    # every evaluation saved is a shared step that one trajectory ran for several requests
+    assert engine.shared_steps_saved == sum(r.server_steps for r in done) - engine.evaluations
+    assert engine.shared_steps_saved > 0
+    for r in done:
+        assert 0 <= r.fidelity <= 1 and 0 <= r.sharpness <= 1
+
+
+def test_sharing_off_costs_every_step():
+    model, done = run(shipped({**SILENT, "users": {"count": 40}, "imagegen": {"share": False}}), 20)
+    assert all(r.extra.get("shared_steps", 0) == 0 for r in done)
+
+
+def test_profile_quality_falls_with_a_larger_shared_fraction():
+    table = QualityTable()
+    assert table.assess(50, 0.0)[1] >= table.assess(50, 1.0)[1]
+    assert table.assess(2)[1] < table.assess(50)[1]
+    assert table.assess(2)[0] < table.assess(50)[0]
+
+
+def test_real_rendering_keeps_images_and_measures_them():
+    cfg = shipped({**SILENT, "users": {"count": 4, "request_rate_per_s": 0.3},
+                   "base_station": {"max_steps": 10, "min_steps": 5},
+                   "imagegen": {"render": "real"}})
+    model, done = run(cfg, 6)
+    assert done
+    for r in done:
+        assert r.image.shape == (32, 32, 3) and r.image.dtype == np.uint8
+        assert 0 <= r.fidelity <= 1 and not math.isnan(r.sharpness)
+    # the same fields as a profiled run
+    _, profiled = run(cfg.model_copy(update={"imagegen": cfg.imagegen.model_copy(update={"render": "profile"})}), 6)
+    assert set(done[0].as_record()) == set(profiled[0].as_record())
+
+
+def test_phone_finish_sends_latents_not_the_image():
+    cfg = shipped({**SILENT, "users": {"count": 10}})
+    model = CityBlock(cfg, FixedPolicy(steps=1.0, server_share=0.5))
+    for _ in range(10):
+        model.step()
+    model.env.run(until=model.env.now + 300)
+    handed = [r for r in model.completed if r.device_steps > 0 and not math.isnan(r.tx_s)]
+    assert handed
+    assert all(r.payload_bits == SHIPPED_LATENT_BITS for r in handed)

@@ -1,0 +1,192 @@
+"""Image models the cooperative denoiser can drive: the shipped one, or any diffusers folder on disk.
+
+Both give the denoiser the same handful of operations: initial noise from a
+seed, a fresh DDIM scheduler, one UNet prediction for a batch, decoding to
+pixels, and conditioning rows for prompts. Prompt semantics for clustering
+always come from MiniLM (`PromptEncoder`), whatever the image model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from world.imagegen.model import (DENOISER_FILE, JUDGE_FILE, SHIPPED_DIR, Judge, Manifest, WeightsError,
+                                  build_unet, load_tensors, sampling_scheduler, verified)
+from world.imagegen.shapes import SIZE
+from world.imagegen.text import PromptEncoder
+
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def torch_device(name: str) -> torch.device:
+    """A torch device by name, refused with a clear message when it is unknown or absent."""
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise WeightsError(f"unknown device {name!r}: use 'cpu', 'cuda' or 'cuda:N'") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise WeightsError(f"device {name!r} asked for, but torch sees no CUDA GPU here: use 'cpu'")
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise WeightsError(f"device {name!r} is not supported: use 'cpu', 'cuda' or 'cuda:N'")
+    return device
+
+
+class ShippedModel:
+    """The project's 32x32 pixel-space model (see `world.imagegen.model`).
+
+    Args:
+        folder: weights folder with its manifest (default: the shipped one).
+        device: torch device name.
+        dtype: 'float32' (default), 'float16' or 'bfloat16'.
+        threads: torch CPU threads (set explicitly; 1 by default).
+        encoder: a PromptEncoder to share; one is made when None.
+    """
+
+    latent_channels = 3
+
+    def __init__(self, folder: Path | str = SHIPPED_DIR, device: str = "cpu", dtype: str = "float32",
+                 threads: int = 1, encoder: PromptEncoder | None = None) -> None:
+        if dtype not in DTYPES:
+            raise WeightsError(f"unknown dtype {dtype!r}: use one of {', '.join(DTYPES)}")
+        self.folder = Path(folder)
+        self.device, self.dtype = torch_device(device), DTYPES[dtype]
+        torch.set_num_threads(threads)
+        self.manifest = Manifest.read(self.folder)
+        tensors = load_tensors(verified(self.folder, DENOISER_FILE, self.manifest))
+        self.cond_mean = tensors.pop("conditioning.mean")
+        self.cond_std = tensors.pop("conditioning.std")
+        self.unet = build_unet(self.manifest.spec)
+        try:
+            self.unet.load_state_dict(tensors)
+        except RuntimeError as e:
+            raise WeightsError(f"{self.folder / DENOISER_FILE} does not fit the manifest's architecture: "
+                               f"{str(e).splitlines()[0]}") from None
+        self.unet.to(self.device, self.dtype).eval().requires_grad_(False)
+        self.encoder = encoder or PromptEncoder(threads=threads)
+        self.name = f"shipped:{self.folder.name}"
+
+    @property
+    def latent_shape(self) -> tuple[int, int, int]:
+        return (self.latent_channels, SIZE, SIZE)
+
+    def latent_bits(self, bits_per_value: int = 16) -> int:
+        """Size of one trajectory's latents on the radio, bits."""
+        return int(np.prod(self.latent_shape)) * bits_per_value
+
+    def scheduler(self):
+        return sampling_scheduler(self.manifest.spec)
+
+    def noise(self, seed: int) -> torch.Tensor:
+        g = torch.Generator().manual_seed(int(seed))
+        return torch.randn((1, *self.latent_shape), generator=g).to(self.device, self.dtype)
+
+    def conditions(self, prompts: Sequence[str]) -> torch.Tensor:
+        """Standardised MiniLM embeddings, (n, 384)."""
+        e = torch.from_numpy(self.encoder.encode(list(prompts)))
+        return ((e - self.cond_mean) / self.cond_std).to(self.device, self.dtype)
+
+    def predict(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        return self.unet(x, t, encoder_hidden_states=cond[:, None, :], class_labels=cond).sample
+
+    def decode(self, latents: torch.Tensor) -> np.ndarray:
+        """(n, H, W, 3) uint8 pixels."""
+        x = ((latents.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+        return x.permute(0, 2, 3, 1).cpu().numpy()
+
+
+def load_judge(folder: Path | str = SHIPPED_DIR) -> Judge:
+    """The fidelity judge from a weights folder, sha256-checked."""
+    folder = Path(folder)
+    manifest = Manifest.read(folder)
+    judge = Judge()
+    try:
+        judge.load_state_dict(load_tensors(verified(folder, JUDGE_FILE, manifest)))
+    except RuntimeError as e:
+        raise WeightsError(f"{folder / JUDGE_FILE} does not fit the judge: {str(e).splitlines()[0]}") from None
+    return judge.eval().requires_grad_(False)
+
+
+class DiffusersFolderModel:
+    """A user's own diffusers text-to-image pipeline folder (Stable Diffusion layout) on disk.
+
+    Loads `unet/`, `vae/`, `text_encoder/`, `tokenizer/` and `scheduler/` from the
+    folder only (no hub); the DDIM scheduler is built from the folder's scheduler
+    config. Conditioning rows are the text encoder's hidden states.
+    """
+
+    def __init__(self, folder: Path | str, device: str = "cpu", dtype: str = "float32", threads: int = 1) -> None:
+        from world.imagegen.text import offline
+
+        offline()
+        folder = Path(folder)
+        if not (folder / "unet").is_dir():
+            raise WeightsError(f"{folder} is not a diffusers pipeline folder (no unet/ inside): give the folder "
+                               "that holds unet/, vae/, text_encoder/, tokenizer/ and scheduler/")
+        if dtype not in DTYPES:
+            raise WeightsError(f"unknown dtype {dtype!r}: use one of {', '.join(DTYPES)}")
+        from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+        from transformers import CLIPTextModel, CLIPTokenizer
+
+        torch.set_num_threads(threads)
+        self.device, self.dtype = torch_device(device), DTYPES[dtype]
+        load = {"local_files_only": True, "torch_dtype": self.dtype}
+        try:
+            self.unet = UNet2DConditionModel.from_pretrained(folder, subfolder="unet", **load)
+            self.vae = AutoencoderKL.from_pretrained(folder, subfolder="vae", **load)
+            self.text_encoder = CLIPTextModel.from_pretrained(folder, subfolder="text_encoder", **load)
+            self.tokenizer = CLIPTokenizer.from_pretrained(folder, subfolder="tokenizer", local_files_only=True)
+            self._scheduler_config = DDIMScheduler.load_config(folder, subfolder="scheduler")
+        except (OSError, ValueError) as e:
+            raise WeightsError(f"cannot load the diffusers model in {folder}: {e}") from None
+        for m in (self.unet, self.vae, self.text_encoder):
+            m.to(self.device).eval().requires_grad_(False)
+        self.encoder = PromptEncoder(threads=threads)
+        self.name = f"diffusers:{folder.name}"
+        size = self.unet.config.sample_size
+        self.latent_shape = (self.unet.config.in_channels, size, size)
+
+    def latent_bits(self, bits_per_value: int = 16) -> int:
+        return int(np.prod(self.latent_shape)) * bits_per_value
+
+    def scheduler(self):
+        from diffusers import DDIMScheduler
+
+        return DDIMScheduler.from_config(self._scheduler_config)
+
+    def noise(self, seed: int) -> torch.Tensor:
+        g = torch.Generator().manual_seed(int(seed))
+        return torch.randn((1, *self.latent_shape), generator=g).to(self.device, self.dtype)
+
+    def conditions(self, prompts: Sequence[str]) -> torch.Tensor:
+        tokens = self.tokenizer(list(prompts), padding="max_length", max_length=self.tokenizer.model_max_length,
+                                truncation=False, return_tensors="pt")
+        if tokens.input_ids.shape[1] > self.tokenizer.model_max_length:
+            raise WeightsError(f"a prompt is longer than the text encoder's {self.tokenizer.model_max_length} "
+                               "tokens: shorten it")
+        with torch.no_grad():
+            return self.text_encoder(tokens.input_ids.to(self.device))[0]
+
+    def predict(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        return self.unet(x, t, encoder_hidden_states=cond).sample
+
+    def decode(self, latents: torch.Tensor) -> np.ndarray:
+        with torch.no_grad():
+            images = self.vae.decode(latents / self.vae.config.scaling_factor).sample
+        x = ((images.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+        return x.permute(0, 2, 3, 1).cpu().numpy()
+
+
+def load_image_model(model: str, device: str = "cpu", dtype: str = "float32", threads: int = 1):
+    """'shipped' for the project's model, else a path to a diffusers folder or a weights folder with a manifest."""
+    if model == "shipped":
+        return ShippedModel(device=device, dtype=dtype, threads=threads)
+    path = Path(model)
+    if not path.exists():
+        raise WeightsError(f"model folder {path} does not exist: give 'shipped' or a diffusers folder")
+    if (path / "manifest.json").is_file():
+        return ShippedModel(path, device=device, dtype=dtype, threads=threads)
+    return DiffusersFolderModel(path, device=device, dtype=dtype, threads=threads)
