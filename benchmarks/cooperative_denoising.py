@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     latency = []
     with torch.no_grad():
         for b in (1, 2, 4, 8, 16):
-            x, c = x0.repeat(b, 1, 1, 1), cond[:1].repeat(b, 1)
+            x, c = x0.repeat(b, 1, 1, 1), cond[:1].repeat(b, 1, 1)
             wall, _ = timed(lambda: [model.predict(x, t, c) for _ in range(10)], args.repeats)
             print(f"{b:>6} {wall * 100:>9.2f} {wall * 100 / b:>9.2f}")
             latency.append((b, wall / 10))

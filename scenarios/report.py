@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from agents.request import ImageRequest
     from world.city import CityBlock
 
-PLACEHOLDER = "image not generated\n(profiled quality)"
+PLACEHOLDER = "image not generated\n(render: profile)"
 # a persona's type: its most pronounced trait and which way (see agents/persona.py, TRAIT_BEHAVIOUR)
 TYPE_NAMES = {
     ("openness", True): "curious (+O)", ("openness", False): "conventional (-O)",
@@ -297,7 +297,7 @@ def image_sheet(cells: Sequence[SheetCell], path: Path, columns: int = 4) -> Pat
             ax.set_ylim(0, 1)
             ax.text(0.5, 0.5, PLACEHOLDER, ha="center", va="center", fontsize=9, color="0.35")
         else:
-            ax.imshow(cell.image)
+            ax.imshow(cell.image, interpolation="nearest")
         ax.set_aspect("equal")
         caption = "\n".join([*textwrap.wrap(f'"{cell.prompt}"', 40)[:2],
                              f"steps {cell.steps}", cell.note, f"rating {cell.rating}",

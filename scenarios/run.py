@@ -35,7 +35,10 @@ from world.feedback_model import LearnedFeedback
 from world.llm import EMBEDDED_MODELS, build_backends
 
 USER_FIELDS = ("user_id", "index", "name", "persona", *TRAITS, "speed_mps")
-REQUEST_FIELDS = tuple(ImageRequest(request_id=0, user_id=0, persona="", prompt="", topic="", issued_s=0.0).as_record())
+# the request's own fields, then what the GPU servers' cooperative engine adds (empty when it does not share)
+RENDER_FIELDS = ("cluster", "shared_steps", "seen")
+REQUEST_FIELDS = (*ImageRequest(request_id=0, user_id=0, persona="", prompt="", topic="", issued_s=0.0).as_record(),
+                  *RENDER_FIELDS)
 
 
 POLICIES = ("fixed", "random")     # what `base_station.policy` and --policy accept

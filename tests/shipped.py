@@ -20,14 +20,20 @@ def merged(data: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
 
 
 def shipped(changes: dict[str, Any] | None = None, path: Path = CITY_BLOCK) -> ScenarioConfig:
-    """A shipped scenario with some fields changed, validated like any scenario."""
-    return ScenarioConfig.model_validate(merged(load_scenario(path).model_dump(), changes or {}))
+    """A shipped scenario with some fields changed, validated like any scenario.
+
+    Images are profiled (`imagegen.render: profile`) unless `changes` ask for real rendering: the
+    shipped city block draws every image for real, which is slow for tests that are about something else.
+    """
+    data = merged(load_scenario(path).model_dump(), {"imagegen": {"render": "profile"}})
+    return ScenarioConfig.model_validate(merged(data, changes or {}))
 
 
 def silent_copy(tmp_path: Path, path: Path = CITY_BLOCK) -> Path:
-    """A copy of a shipped scenario file whose users stay silent (no language model), for fast runs."""
+    """A copy of a shipped scenario file whose users stay silent (no language model) and whose images are
+    profiled, for fast runs."""
     text = path.read_text()
     assert "  mode: live" in text, f"{path.name} no longer says 'mode: live'"
     copy = tmp_path / path.name
-    copy.write_text(text.replace("  mode: live", "  mode: silent", 1))
+    copy.write_text(text.replace("  mode: live", "  mode: silent", 1).replace("  render: real", "  render: profile", 1))
     return copy

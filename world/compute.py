@@ -124,7 +124,7 @@ class ImageGenConfig(BaseModel):
     model: str = Field(
         "shipped", min_length=1, description="'shipped' for the project's model, or a folder: a diffusers "
                                             "pipeline (unet/, vae/, text_encoder/, ...) or weights with a manifest.")
-    device: str = Field("cpu", min_length=1, description="Torch device of the image model: cpu, cuda, cuda:N.")
+    device: str = Field("cpu", min_length=1, description="Torch device of the image model (cpu, cuda or cuda:N).")
     dtype: Literal["float32", "float16", "bfloat16"] = Field("float32", description="Weights' number format.")
     threads: int = Field(1, ge=1, le=64, description="Torch CPU threads for the image model, count.")
     share: bool = Field(True, description="Share denoising prefixes between similar prompts.")

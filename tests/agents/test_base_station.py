@@ -11,12 +11,11 @@ import pytest
 from agents.base_station import ACTION_FEATURES, OBS_FEATURES
 from agents.request import ImageRequest
 from policies.heuristics import FixedPolicy, RandomPolicy
-from scenarios.loader import load_scenario
-from tests.shipped import CITY_BLOCK, shipped
+from tests.shipped import shipped
 from world.city import CityBlock
 from world.config import ScenarioConfig
 
-BASE = load_scenario(CITY_BLOCK)          # min_steps 5, max_steps 50, power 0.1-1.0 W
+BASE = shipped()          # min_steps 5, max_steps 50, power 0.1-1.0 W
 LIM = BASE.base_station
 
 

@@ -12,13 +12,12 @@ import pytest
 
 from agents.request import ImageRequest
 from policies.heuristics import FixedPolicy
-from scenarios.loader import load_scenario
-from tests.shipped import CITY_BLOCK, shipped
+from tests.shipped import shipped
 from world.city import CityBlock
 from world.compute import ProfiledCost
 from world.config import ScenarioConfig
 
-BASE = load_scenario(CITY_BLOCK)
+BASE = shipped()
 
 
 def scenario(changes: dict[str, Any] | None = None, gpu: dict[str, Any] | None = None,

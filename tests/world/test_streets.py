@@ -12,12 +12,11 @@ import pytest
 from pydantic import ValidationError
 
 from policies.heuristics import FixedPolicy
-from scenarios.loader import load_scenario
-from tests.shipped import CITY_BLOCK, shipped
+from tests.shipped import shipped
 from world.city import CityBlock
 from world.streets import StreetGrid, StreetsConfig
 
-BASE = load_scenario(CITY_BLOCK)
+BASE = shipped()
 
 
 def walkers(streets: dict[str, Any], users: dict[str, Any] | None = None, seed: int = 42,

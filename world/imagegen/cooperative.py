@@ -5,8 +5,9 @@ For a group of requests with the same number of steps T:
     1. Requests are clustered by the cosine similarity of their prompts' MiniLM
        embeddings (`cluster`).
     2. Each cluster with k > 0 runs one trajectory for its first k steps, from
-       its first request's noise, conditioned on the cluster's centroid (the
-       mean of its members' conditioning vectors).
+       its first request's noise, under the model's `prefix_condition`: the
+       shipped model (token conditioning) follows the cluster's first prompt; a
+       pooled-only model follows the centroid (mean of the members' vectors).
     3. At step k the trajectory branches: every member continues from the
        shared latents under its own prompt. A cluster with k = 0 starts every
        member from its own noise, so it equals independent generation.
@@ -210,7 +211,8 @@ class CooperativeDenoiser:
             # Trajectories: a prefix per sharing group, then one per member once it branches.
             prefix = {id(g): model.noise(jobs[g.members[0]].seed) for g in in_t if g.shared > 0}
             own = {j: model.noise(jobs[j].seed) for g in in_t if g.shared == 0 for j in g.members}
-            centroid = {id(g): conditions[[jobs[j].condition for j in g.members]].mean(0) for g in in_t}
+            centroid = {id(g): model.prefix_condition(conditions[[jobs[j].condition for j in g.members]])
+                        for g in in_t}
             scheduler = model.scheduler()
             scheduler.set_timesteps(steps)
             for i, t in enumerate(scheduler.timesteps):

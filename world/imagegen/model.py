@@ -1,9 +1,16 @@
 """The shipped text-to-image model and its judge: architecture, weight files, loading.
 
 Denoiser: a `diffusers.UNet2DConditionModel` in pixel space (32x32 RGB, no
-VAE), v-prediction, conditioned on the standardised MiniLM embedding of the
-prompt twice over: as a one-token sequence for cross-attention, and through
-the class-embedding projection that is added to the time embedding.
+VAE), v-prediction, conditioned on MiniLM twice over: cross-attention reads
+the prompt's standardised token embeddings (as Stable Diffusion reads CLIP's),
+and the standardised pooled sentence embedding goes through the
+class-embedding projection that is added to the time embedding. (With
+`conditioning: pooled` the pooled vector is also the one-token sequence; that
+variant cannot tell "a blue disc against white" from "a white disc against
+blue", whose pooled embeddings have cosine 0.99.)
+
+A conditioning row for one prompt is a (1 + L, 384) tensor: the pooled vector,
+then L token vectors, zero rows marking padding.
 
 Judge: a small CNN that reads shape, foreground colour and background colour
 off an image; it measures the fidelity of what the denoiser drew.
@@ -45,6 +52,7 @@ class DenoiserSpec:
     train_timesteps: int = 1000
     beta_schedule: str = "squaredcos_cap_v2"
     prediction_type: str = "v_prediction"
+    conditioning: str = "tokens"                 # "tokens": token sequence + pooled vector; "pooled": pooled only
 
 
 def build_unet(spec: DenoiserSpec):

@@ -59,13 +59,21 @@ class ShippedModel:
         tensors = load_tensors(verified(self.folder, DENOISER_FILE, self.manifest))
         self.cond_mean = tensors.pop("conditioning.mean")
         self.cond_std = tensors.pop("conditioning.std")
+        self.token_mean = tensors.pop("conditioning.token_mean", None)
+        self.token_std = tensors.pop("conditioning.token_std", None)
+        self.tokens = self.manifest.spec.conditioning == "tokens"
+        if self.tokens and self.token_mean is None:
+            raise WeightsError(f"{self.folder / DENOISER_FILE} lacks the token statistics its manifest asks for")
         self.unet = build_unet(self.manifest.spec)
         try:
             self.unet.load_state_dict(tensors)
         except RuntimeError as e:
             raise WeightsError(f"{self.folder / DENOISER_FILE} does not fit the manifest's architecture: "
                                f"{str(e).splitlines()[0]}") from None
-        self.unet.to(self.device, self.dtype).eval().requires_grad_(False)
+        self.unet.to(self.device)
+        if self.dtype != torch.float32:
+            self.unet.to(self.dtype)
+        self.unet.eval().requires_grad_(False)
         self.encoder = encoder or PromptEncoder(threads=threads)
         self.name = f"shipped:{self.folder.name}"
 
@@ -85,17 +93,49 @@ class ShippedModel:
         return torch.randn((1, *self.latent_shape), generator=g).to(self.device, self.dtype)
 
     def conditions(self, prompts: Sequence[str]) -> torch.Tensor:
-        """Standardised MiniLM embeddings, (n, 384)."""
-        e = torch.from_numpy(self.encoder.encode(list(prompts)))
-        return ((e - self.cond_mean) / self.cond_std).to(self.device, self.dtype)
+        """Conditioning rows (n, 1 + L, 384): the standardised pooled MiniLM embedding, then the standardised
+        token embeddings zero-padded to the longest prompt (L = 0 for a pooled-only model)."""
+        return condition_rows(self.encoder, list(prompts), self.cond_mean, self.cond_std, self.token_mean,
+                              self.token_std).to(self.device, self.dtype)
+
+    def prefix_condition(self, rows: torch.Tensor) -> torch.Tensor:
+        """Conditioning of a cluster's shared prefix: its first prompt's row for a token model (token
+        sequences of different prompts do not average), the mean row (centroid) for a pooled-only one."""
+        return rows[0] if self.tokens else rows.mean(0)
 
     def predict(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        return self.unet(x, t, encoder_hidden_states=cond[:, None, :], class_labels=cond).sample
+        return unet_call(self.unet, x, t, cond)
 
     def decode(self, latents: torch.Tensor) -> np.ndarray:
         """(n, H, W, 3) uint8 pixels."""
         x = ((latents.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
         return x.permute(0, 2, 3, 1).cpu().numpy()
+
+
+def condition_rows(encoder: PromptEncoder, prompts: list[str], mean: torch.Tensor, std: torch.Tensor,
+                   token_mean: torch.Tensor | None, token_std: torch.Tensor | None,
+                   pooled: np.ndarray | None = None) -> torch.Tensor:
+    """(n, 1 + L, 384) conditioning rows (see `ShippedModel.conditions`); `pooled`: the prompts' MiniLM
+    sentence embeddings when already at hand."""
+    raw = encoder.encode(prompts) if pooled is None else pooled
+    pooled = (torch.from_numpy(raw) - mean) / std
+    if token_mean is None:
+        return pooled[:, None, :]
+    from world.imagegen.text import token_embeddings
+
+    tokens, mask = token_embeddings(encoder, prompts)
+    tokens = (torch.from_numpy(tokens) - token_mean) / token_std * torch.from_numpy(mask)[..., None]
+    return torch.cat([pooled[:, None, :], tokens], dim=1)
+
+
+def unet_call(unet, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+    """The shipped UNet on conditioning rows: pooled row to the class embedding, the rest to cross-attention
+    (padding masked); a pooled-only row is its own one-token sequence."""
+    pooled = cond[:, 0]
+    sequence = cond[:, 1:] if cond.shape[1] > 1 else cond
+    mask = sequence.abs().sum(-1) > 0
+    mask[:, 0] |= ~mask.any(1)          # an unconditioned (all-zero) row still attends to something
+    return unet(x, t, encoder_hidden_states=sequence, encoder_attention_mask=mask, class_labels=pooled).sample
 
 
 def load_judge(folder: Path | str = SHIPPED_DIR) -> Judge:
@@ -169,6 +209,10 @@ class DiffusersFolderModel:
                                "tokens: shorten it")
         with torch.no_grad():
             return self.text_encoder(tokens.input_ids.to(self.device))[0]
+
+    def prefix_condition(self, rows: torch.Tensor) -> torch.Tensor:
+        """A cluster's prefix follows its first prompt."""
+        return rows[0]
 
     def predict(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         return self.unet(x, t, encoder_hidden_states=cond).sample

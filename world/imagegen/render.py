@@ -124,6 +124,7 @@ class CooperativeRender:
         self.clusters_formed = 0        # clusters of two or more requests
         self.shared_steps_saved = 0     # server UNet evaluations saved against independent runs
         self.evaluations = 0            # server UNet evaluations run
+        self.batches = 0
 
     def step_latency_s(self, batch: int) -> float:
         return self.cost.step_latency_s(batch)
@@ -137,6 +138,7 @@ class CooperativeRender:
         clusters = cluster(embeddings[[j.condition for j in jobs]], self.cfg.similarity_threshold)
         groups = make_groups(jobs, clusters, self.cfg.shared_fraction)
         calls = plan(jobs, groups)
+        self.batches += 1
         timing = _timing(calls, jobs, groups, self.cost)
         run = sum(c.size for c in calls)
         self.evaluations += run
@@ -153,7 +155,7 @@ class CooperativeRender:
         for g, group in enumerate(groups):
             for j in group.members:
                 r = batch[j]
-                r.extra["cluster"] = f"{id(batch) % 10000:04d}-{g}" if len(group.members) > 1 else "solo"
+                r.extra["cluster"] = f"{self.batches}.{g}" if len(group.members) > 1 else "solo"
                 r.extra["shared_steps"] = group.shared
                 r.extra["seen"] = ""
                 if r.device_steps > 0:

@@ -80,6 +80,28 @@ class PromptEncoder:
         return np.stack([self._memo[p] for p in prompts])
 
 
+def token_embeddings(encoder: PromptEncoder, prompts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """MiniLM's contextual token embeddings: (n, L, 384) float32 zero-padded to the longest prompt, and the
+    (n, L) mask of real tokens. Unlike the pooled sentence vector they keep word order ("a blue disc against
+    white" and "a white disc against blue" pool to cosine 0.99)."""
+    import torch
+
+    for p in prompts:
+        encoder.check(p)
+    before = torch.get_num_threads()
+    torch.set_num_threads(encoder.threads)
+    try:
+        features = encoder.model.tokenizer(list(prompts), padding=True, truncation=True, max_length=MAX_TOKENS,
+                                           return_tensors="pt")
+        with torch.no_grad():
+            hidden = encoder.model[0].auto_model(**features).last_hidden_state
+    finally:
+        torch.set_num_threads(before)
+    mask = features["attention_mask"].bool()
+    tokens = hidden * mask[..., None]
+    return tokens.float().numpy(), mask.numpy()
+
+
 def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Cosine similarity between rows of `a` and rows of `b`."""
     a = a / np.linalg.norm(a, axis=-1, keepdims=True)

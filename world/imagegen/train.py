@@ -4,6 +4,10 @@ Reproducible from `--seed` (same seed, same threads, same files). The
 default budget fits in well under an hour on 2 CPU cores; `--tiny` trains a
 toy architecture for a few steps (tests use it).
 
+Conditioning: MiniLM token embeddings for cross-attention and the pooled
+sentence embedding for the class embedding, both standardised per dimension
+(statistics from the training captions, shipped with the weights).
+
 Recipe: v-prediction on a cosine ('squaredcos_cap_v2') schedule with
 min-SNR-5 loss weighting; bfloat16 autocast on the CPU; AdamW with warm-up
 and cosine decay; an exponential moving average of the weights is what
@@ -19,7 +23,7 @@ import copy
 import math
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +33,8 @@ import torch.nn.functional as F
 from world.imagegen import shapes
 from world.imagegen.model import (DENOISER_FILE, JUDGE_FILE, SHIPPED_DIR, DenoiserSpec, Judge, Manifest,
                                   build_unet, save_tensors, sha256, train_scheduler)
-from world.imagegen.text import PromptEncoder
+from world.imagegen.pipeline import unet_call
+from world.imagegen.text import PromptEncoder, token_embeddings
 
 HELD_OUT = 200
 CACHE = Path(".cache/aigcsim")
@@ -47,6 +52,20 @@ def caption_embeddings(encoder: PromptEncoder, captions: list[str]) -> np.ndarra
     np.save(tmp, vectors)
     tmp.replace(path)
     return vectors
+
+
+def caption_tokens(encoder: PromptEncoder, captions: list[str], chunk: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
+    """MiniLM token embeddings of all captions: (n, L, 384) float16 and the (n, L) mask of real tokens."""
+    parts = [token_embeddings(encoder, captions[i:i + chunk]) for i in range(0, len(captions), chunk)]
+    length = max(t.shape[1] for t, _ in parts)
+    tokens = torch.zeros((len(captions), length, parts[0][0].shape[2]), dtype=torch.float16)
+    masks = torch.zeros((len(captions), length), dtype=torch.bool)
+    row = 0
+    for t, m in parts:
+        tokens[row:row + len(t), :t.shape[1]] = torch.from_numpy(t).half()
+        masks[row:row + len(t), :t.shape[1]] = torch.from_numpy(m)
+        row += len(t)
+    return tokens, masks
 
 
 def sha256_text(text: str) -> str:
@@ -96,9 +115,9 @@ def lr_at(step: int, steps: int, peak: float, warmup: int) -> float:
     return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def save_denoiser(unet, mean: torch.Tensor, std: torch.Tensor, out: Path) -> None:
+def save_denoiser(unet, stats: dict[str, torch.Tensor], out: Path) -> None:
     tensors = dict(unet.state_dict())
-    tensors["conditioning.mean"], tensors["conditioning.std"] = mean, std
+    tensors.update({f"conditioning.{k}": v for k, v in stats.items()})
     save_tensors(tensors, out / DENOISER_FILE)
 
 
@@ -122,6 +141,16 @@ def train(out: Path, seed: int, steps: int, batch: int, judge_steps: int, thread
     conditions = (vectors - mean) / std
     train_ids, _ = split(len(corpus), seed)
     log(f"{len(corpus)} captions, {len(train_ids)} for training, {HELD_OUT} held out")
+    stats = {"mean": mean, "std": std}
+    tokens = spec.conditioning == "tokens"
+    if tokens:
+        # token embeddings of every caption, once (float16, zero-padded to the longest caption)
+        all_tokens, all_masks = caption_tokens(encoder, [c for c, _ in corpus])
+        log(f"token embeddings: {tuple(all_tokens.shape)} in {time.perf_counter() - started:.0f} s")
+        # per-dimension statistics of real (unpadded) token vectors, from a sample of training captions
+        sample = np.random.default_rng([seed, 2]).choice(train_ids, size=min(2048, len(train_ids)), replace=False)
+        real = all_tokens[sample][all_masks[sample]].float()
+        stats["token_mean"], stats["token_std"] = real.mean(0), real.std(0) + 1e-4
 
     judge = train_judge(judge_steps, 128, judge_rng, log)
     save_tensors(judge.state_dict(), out / JUDGE_FILE, half=False)
@@ -140,7 +169,11 @@ def train(out: Path, seed: int, steps: int, batch: int, judge_steps: int, thread
     for step in range(steps):
         ids = train_ids[rng.integers(len(train_ids), size=batch)]
         x0 = torch.from_numpy(shapes.draw([corpus[i][1] for i in ids], rng))
-        cond = conditions[ids].clone()
+        if tokens:
+            tok = (all_tokens[ids].float() - stats["token_mean"]) / stats["token_std"] * all_masks[ids][..., None]
+            cond = torch.cat([conditions[ids][:, None, :], tok], dim=1)
+        else:
+            cond = conditions[ids][:, None, :].clone()
         cond[torch.from_numpy(rng.random(batch) < 0.1)] = 0.0        # unconditioned share
         noise = torch.randn_like(x0)
         t = torch.randint(0, spec.train_timesteps, (batch,))
@@ -149,7 +182,7 @@ def train(out: Path, seed: int, steps: int, batch: int, judge_steps: int, thread
         for group in opt.param_groups:
             group["lr"] = lr_at(step, steps, lr, warmup=min(200, steps // 10 + 1))
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            pred = unet(noisy, t, encoder_hidden_states=cond[:, None, :], class_labels=cond).sample
+            pred = unet_call(unet, noisy, t, cond)
         loss = (weight[t] * (pred.float() - target).pow(2).mean(dim=(1, 2, 3))).mean()
         opt.zero_grad()
         loss.backward()
@@ -162,7 +195,7 @@ def train(out: Path, seed: int, steps: int, batch: int, judge_steps: int, thread
         if step % 100 == 0 or step == steps - 1:
             log(f"step {step:6d}  loss {loss.item():.4f}  {time.perf_counter() - started:7.1f} s")
         if (step + 1) % save_every == 0 or step == steps - 1:
-            save_denoiser(ema, mean, std, out)
+            save_denoiser(ema, stats, out)
             manifest.training = {"seed": seed, "steps": step + 1, "batch": batch, "lr": lr, "bf16": bf16,
                                  "judge_steps": judge_steps, "threads": threads, "parameters": n_params,
                                  "held_out": HELD_OUT, "max_captions": max_captions,
@@ -173,7 +206,7 @@ def train(out: Path, seed: int, steps: int, batch: int, judge_steps: int, thread
     return manifest
 
 
-TINY = DenoiserSpec(block_out_channels=(8, 16), layers_per_block=1, attention_levels=(1,))
+TINY = DenoiserSpec(block_out_channels=(8, 16), layers_per_block=1, attention_levels=(1,))   # token conditioning
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -186,6 +219,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2, help="torch threads")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--no-bf16", action="store_true", help="train in float32 (slower)")
+    p.add_argument("--conditioning", choices=("tokens", "pooled"), default=DenoiserSpec.conditioning,
+                   help="MiniLM token sequence + pooled vector, or the pooled vector alone")
     p.add_argument("--tiny", action="store_true", help="a toy architecture, for tests")
     p.add_argument("--max-captions", type=int, default=None, help="train on a sample of the captions (tests)")
     args = p.parse_args(argv)
@@ -197,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, name) < 1:
             print(f"error: --{name} must be at least 1, got {getattr(args, name)}", file=sys.stderr)
             return 2
-    spec = TINY if args.tiny else DenoiserSpec()
+    spec = replace(TINY if args.tiny else DenoiserSpec(), conditioning=args.conditioning)
     train(args.out, args.seed, args.steps, args.batch, args.judge_steps, args.threads, spec, lr=args.lr,
           bf16=not args.no_bf16, max_captions=args.max_captions, log=lambda m: print(m, flush=True))
     return 0
