@@ -131,4 +131,4 @@ class ImageGenConfig(BaseModel):
     similarity_threshold: float = Field(
         0.85, ge=-1, le=1, description="Least MiniLM cosine similarity to a cluster's first prompt to join it.")
     shared_fraction: float = Field(
-        0.2, ge=0, le=1, description="Share k/T of a cluster's steps T (capped by its members' server steps).")
+        0.1, ge=0, le=1, description="Share k/T of a cluster's steps T (capped by its members' server steps).")

@@ -3,6 +3,7 @@
 import math
 
 import numpy as np
+import pytest
 
 from agents.request import RequestState
 from policies.heuristics import FixedPolicy
@@ -13,12 +14,17 @@ from world.imagegen.render import SHIPPED_LATENT_BITS, CooperativeRender, Qualit
 SILENT = {"feedback": {"mode": "silent"}}
 
 
-def run(cfg, slots):
-    model = CityBlock(cfg, FixedPolicy())
+def run(cfg, slots, policy=None):
+    """Step the block, then let every allocated request finish; the finished requests."""
+    model = CityBlock(cfg, policy or FixedPolicy())
+    done = []
     for _ in range(slots):
         model.step()
-    model.env.run(until=model.env.now + 200)
-    return model, [r for r in model.completed if r.state in (RequestState.DELIVERED, RequestState.RATED)]
+        done.extend(model.completed)
+    model.completed = []
+    model.env.run(until=model.env.now + 300)
+    done.extend(model.completed)
+    return model, [r for r in done if r.state in (RequestState.DELIVERED, RequestState.RATED)]
 
 
 def test_profiled_sharing_saves_server_steps():
@@ -62,11 +68,9 @@ def test_real_rendering_keeps_images_and_measures_them():
 
 
 def test_phone_finish_sends_latents_not_the_image():
-    cfg = shipped({**SILENT, "users": {"count": 10}})
-    model = CityBlock(cfg, FixedPolicy(steps=1.0, server_share=0.5))
-    for _ in range(10):
-        model.step()
-    model.env.run(until=model.env.now + 300)
-    handed = [r for r in model.completed if r.device_steps > 0 and not math.isnan(r.tx_s)]
+    _, done = run(shipped({**SILENT, "users": {"count": 10}}), 10, FixedPolicy(steps=1.0, server_share=0.5))
+    handed = [r for r in done if r.device_steps > 0]
     assert handed
-    assert all(r.payload_bits == SHIPPED_LATENT_BITS for r in handed)
+    for r in handed:
+        assert r.payload_bits == SHIPPED_LATENT_BITS
+        assert r.tx_s == pytest.approx(SHIPPED_LATENT_BITS / r.rate_bps)

@@ -177,7 +177,8 @@ class DiffusersFolderModel:
         try:
             self.unet = UNet2DConditionModel.from_pretrained(folder, subfolder="unet", **load)
             self.vae = AutoencoderKL.from_pretrained(folder, subfolder="vae", **load)
-            self.text_encoder = CLIPTextModel.from_pretrained(folder, subfolder="text_encoder", **load)
+            self.text_encoder = CLIPTextModel.from_pretrained(folder, subfolder="text_encoder", local_files_only=True,
+                                                              dtype=self.dtype)
             self.tokenizer = CLIPTokenizer.from_pretrained(folder, subfolder="tokenizer", local_files_only=True)
             self._scheduler_config = DDIMScheduler.load_config(folder, subfolder="scheduler")
         except (OSError, ValueError) as e:
