@@ -5,10 +5,11 @@ figures every slot and, a few times a second, copies what the panels show into a
 rich's `Live` redraws from the latest snapshot in its own thread, so a slot that waits for the
 language model never freezes the view, and drawing never reads the model while it steps.
 
-Fields that the world does not produce yet (prompt clusters, shared denoising steps, a learner's
-episode and losses) are read where they would appear (`ImageRequest.extra["cluster"]`,
-`extra["shared_steps"]`, a GPU server's `clusters_formed` / `shared_steps_saved`, a learning
-policy's `episode` / `last_reward` / `losses`) and shown as "-" or "not yet" while absent.
+Fields that not every world produces (prompt clusters and shared denoising steps, absent with
+`imagegen.share: false`; a learner's episode and losses) are read where they appear
+(`ImageRequest.extra["cluster"]`, `extra["shared_steps"]`, a GPU server's `clusters_formed` /
+`shared_steps_saved`, a learning policy's `episode` / `last_reward` / `losses`) and shown as "-" or
+"not yet" while absent.
 Agents and the model never print; only this module (and the summary in `report.py`) draws.
 """
 
@@ -334,7 +335,7 @@ class LiveView:
                           NONE if s.shared_steps_saved is None else f"{s.shared_steps_saved}")
         parts: list[RenderableType] = [table]
         if all(s.clusters_formed is None for s in snap.servers):
-            parts.append(Text("prompt clusters and shared steps: not yet (no shared denoising in this world)",
+            parts.append(Text("prompt clusters and shared steps: none (imagegen.share is off)",
                               style="grey62"))
         m = snap.metrics
         parts.append(Text(f"this slot: util {_pct(m['gpu_utilisation'])}, GPU {m['gpu_energy_j']:,.0f} J, "

@@ -121,7 +121,8 @@ def batches_of(requests: list[ImageRequest]) -> dict[str, list[list[ImageRequest
 
 def test_slow_gpu_queues_requests() -> None:
     # one batch of two takes 50 steps * 0.2 s * 1.15 = 11.5 s; 30 users ask 1.5 images/s
-    cfg = scenario({"users": {"request_rate_per_s": 0.05}}, gpu={"step_latency_s": 0.2, "max_batch": 2})
+    cfg = scenario({"users": {"request_rate_per_s": 0.05}, "imagegen": {"share": False}},   # plain lockstep batches
+                   gpu={"step_latency_s": 0.2, "max_batch": 2})
     model = CityBlock(cfg, FixedPolicy())
     delivered = run(model, 30)
     df = metrics(model)
