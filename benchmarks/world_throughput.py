@@ -26,6 +26,7 @@ def measure(users: int, slots: int) -> dict[str, float]:
     base = load_scenario(SCENARIO)
     data = base.model_dump(mode="python")
     data["users"]["count"] = users
+    data["imagegen"]["render"] = "profile"      # the world alone: cost the cooperative UNet calls, draw nothing
     server = data["gpu_servers"][0]
     data["gpu_servers"] = [dict(server, name=f"edge-{k}") for k in range(max(1, users // 100))]
     cfg = type(base).model_validate(data)
