@@ -58,7 +58,7 @@ def steps_table(model, judge, captions: list[tuple[str, Scene]], steps=STEPS, se
     return rows
 
 
-def sharing_clusters(model, n_clusters: int, size: int, seed: int) -> tuple[list, list]:
+def sharing_clusters(n_clusters: int, size: int, seed: int) -> tuple[list, list]:
     """(similar, dissimilar) clusters: lists of `size` (caption, scene) pairs each."""
     rng = np.random.default_rng(seed)
     layouts = [(s, p) for s in shapes.SIZES for p in shapes.PLACES]
@@ -69,13 +69,11 @@ def sharing_clusters(model, n_clusters: int, size: int, seed: int) -> tuple[list
         picks = rng.choice(len(layouts), size=size, replace=False)
         members = [Scene(base.shape, base.fg, base.bg, *layouts[i]) for i in picks]
         similar.append([(shapes.caption(s, template, wording), s) for s in members])
-        triples: set = set()
         others = []
         while len(others) < size:
             s = shapes.random_scenes(1, rng)[0]
             if (s.shape, s.fg) not in {(o.shape, o.fg) for o in others}:
                 others.append(s)
-                triples.add((s.shape, s.fg, s.bg))
         dissimilar.append([(shapes.caption(s, template, wording), s) for s in others])
     return similar, dissimilar
 
@@ -91,7 +89,7 @@ def mean_similarity(model, clusters) -> float:
 def sharing_table(model, judge, steps: int = 20, fractions=FRACTIONS, n_clusters: int = 25, size: int = 4,
                   seed: int = 0) -> tuple[list[dict], dict]:
     denoiser = CooperativeDenoiser(model)
-    similar, dissimilar = sharing_clusters(model, n_clusters, size, seed)
+    similar, dissimilar = sharing_clusters(n_clusters, size, seed)
     info = {"steps": steps, "clusters": n_clusters, "cluster_size": size,
             "similar_cosine": mean_similarity(model, similar), "dissimilar_cosine": mean_similarity(model, dissimilar)}
     rows = []

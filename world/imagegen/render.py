@@ -145,13 +145,14 @@ class CooperativeRender:
         self.shared_steps_saved += sum(j.server_steps for j in jobs) - run
         self.clusters_formed += sum(len(g.members) > 1 and g.shared > 0 for g in groups)
 
-        verdicts = images = None
+        verdicts = images = sharp = None
         if self.cfg.render == "real":
-            from world.imagegen.quality import judge
+            from world.imagegen.quality import judge, sharpness_noise
 
             outcome = self.denoiser.run(jobs, groups, self.model.conditions(prompts))
             images = outcome.images
             verdicts = judge(self.judge, images, [parse(r.prompt) for r in batch])
+            sharp = sharpness_noise(images)[0]
         for g, group in enumerate(groups):
             for j in group.members:
                 r = batch[j]
@@ -163,7 +164,7 @@ class CooperativeRender:
                 sharpness, fidelity = self.table.assess(r.steps, group.shared / max(1, r.steps))
                 if images is not None:
                     r.image = images[j]
-                    sharpness = min(1.0, float(_sharpness(images[j])))
+                    sharpness = min(1.0, float(sharp[j]))
                     if verdicts[j] is not None:
                         fidelity = verdicts[j].fidelity
                         r.extra["seen"] = verdicts[j].seen
@@ -172,12 +173,6 @@ class CooperativeRender:
 
     def _noise_seed(self, r: ImageRequest) -> int:
         return int(np.random.SeedSequence([self.seed, r.request_id]).generate_state(1)[0])
-
-
-def _sharpness(image: np.ndarray) -> float:
-    from world.imagegen.quality import sharpness_noise
-
-    return float(sharpness_noise(image[None])[0][0])
 
 
 def make_engines(cfg, seed: int) -> list:
