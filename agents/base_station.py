@@ -19,6 +19,8 @@ OBS_FEATURES = (
     "distance_m",       # distance to the user, m
     "gpu_backlog_s",    # server steps already queued on the least loaded GPU x its step latency, s
     "age_s",            # time since the request was issued, s
+    "user_qoe",         # the user's recent QoE (average of its last answers, weight 1/2 each), 0-1; 0.5 before any
+    "slot_requests",    # requests being allocated in this slot, count
 )
 # Per-request action row (what the policy returns), each in [0, 1], in this order.
 ACTION_FEATURES = (
@@ -63,12 +65,18 @@ class BaseStation(mesa.Agent):
         self.position_m = position_m
         self.policy = policy
         self.limits = limits
+        self.deterministic = True      # a learner in training explores: it sets this to False
+        self.max_per_slot: int | None = None   # most requests allocated per slot; the rest wait (None: all)
         self.inbox: list[ImageRequest] = []
         self.tx_energy_j = 0.0          # energy of finished transmissions, J
 
     def receive(self, request: ImageRequest) -> None:
         """A user's request reaches the base station (the prompt's uplink is negligible)."""
         self.inbox.append(request)
+
+    def pending(self) -> list[ImageRequest]:
+        """The requests the next allocation will decide, in arrival order."""
+        return self.inbox if self.max_per_slot is None else self.inbox[:self.max_per_slot]
 
     def observe(self, requests: list[ImageRequest]) -> np.ndarray:
         """Observation rows for `requests`, laid out as OBS_FEATURES."""
@@ -77,17 +85,20 @@ class BaseStation(mesa.Agent):
         rows = np.zeros((len(requests), len(OBS_FEATURES)))
         backlog = min(s.queued_steps * s.compute.step_latency_s(1) for s in self.model.gpu_servers)
         for i, r in enumerate(requests):
-            u = users[r.user_id].index
+            user = users[r.user_id]
+            u = user.index
             rows[i] = (10 * np.log10(radio.gain[u]), radio.distance_m[u], backlog,
-                       self.model.env.now - r.issued_s)
+                       self.model.env.now - r.issued_s, user.recent_qoe, len(requests))
         return rows
 
     def allocate(self) -> list[ImageRequest]:
         """Decide steps, split and power for every waiting request, then dispatch them."""
-        requests, self.inbox = self.inbox, []
+        cap = len(self.inbox) if self.max_per_slot is None else self.max_per_slot
+        requests, self.inbox = self.inbox[:cap], self.inbox[cap:]
         if not requests:
             return []
-        action = np.asarray(self.policy.predict(self.observe(requests), deterministic=True), dtype=float)
+        obs = self.observe(requests)
+        action = np.asarray(self.policy.predict(obs, deterministic=self.deterministic), dtype=float)
         expected = (len(requests), len(ACTION_FEATURES))
         if action.shape != expected or not np.all((action >= 0) & (action <= 1)):
             span = f" with range [{action.min():.3g}, {action.max():.3g}]" if action.size else ""
@@ -98,7 +109,9 @@ class BaseStation(mesa.Agent):
         servers = self.model.gpu_servers
         backlog_s = [s.queued_steps * s.compute.step_latency_s(1) for s in servers]
         to_gpu: dict[int, list[ImageRequest]] = {}
-        for r, (steps_frac, share, power_frac) in zip(requests, action):
+        for r, o, a in zip(requests, obs, action):
+            steps_frac, share, power_frac = a
+            r.decision = (o, a)
             u = self.model.users_by_id[r.user_id].index
             total = int(round(lim.min_steps + steps_frac * (lim.max_steps - lim.min_steps)))
             r.server_steps = int(round(total * share))

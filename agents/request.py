@@ -57,6 +57,7 @@ class ImageRequest:
     payload_bits: float = float("nan")    # what the radio carries: NaN = the finished image's size
     feedback: Feedback | None = None
     image: Any = field(default=None, repr=False)     # the delivered pixels (H x W x 3 uint8) when rendered for real
+    decision: Any = field(default=None, repr=False)  # (observation row, action row) the base station decided on
     extra: dict[str, float | str] = field(default_factory=dict)
 
     @property
@@ -70,6 +71,11 @@ class ImageRequest:
         return self.delivered_s - self.issued_s
 
     @property
+    def energy_j(self) -> float:
+        """What serving it cost the operator (its share of the GPU batches + transmission), J."""
+        return self.server_energy_j + (0.0 if self.tx_energy_j != self.tx_energy_j else self.tx_energy_j)
+
+    @property
     def qoe(self) -> float:
         """QoE in [0, 1] from the user's rating; NaN without a valid rating."""
         qoe = self.feedback.qoe if self.feedback else None
@@ -77,9 +83,10 @@ class ImageRequest:
 
     def as_record(self) -> dict[str, float | int | str | bool | None]:
         """Flat row for the run's requests table."""
-        row = asdict(replace(self, image=None, feedback=None))
+        row = asdict(replace(self, image=None, feedback=None, decision=None))
         row.pop("extra")
         row.pop("image")
+        row.pop("decision")
         row.pop("feedback")
         row["state"] = self.state.value
         row["steps"] = self.steps

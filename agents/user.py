@@ -85,6 +85,7 @@ class MobileUser(mesa.Agent):
         self.route: list[Node] = []   # planned intersections (random waypoint)
         self.state = UserState.WALKING
         self.received: list[ImageRequest] = []
+        self.recent_qoe = 0.5          # average of the user's last answers (weight 1/2 each), 0-1
         if request_rate_per_s > 0:
             model.env.process(self.requesting())
 
@@ -148,4 +149,6 @@ class MobileUser(mesa.Agent):
         request.feedback = pending.result()     # waits in wall-clock time only if the model is still busy
         request.feedback_s = self.model.env.now
         request.state = RequestState.RATED
+        if request.qoe == request.qoe:      # a valid rating
+            self.recent_qoe = 0.5 * self.recent_qoe + 0.5 * request.qoe
         self.model.complete(request, self.persona, delivery)

@@ -140,10 +140,18 @@ class CityBlock(mesa.Model):
         """One slot: users move, the channel changes, the base station allocates the
         requests that came in, the clock runs (requests go out, GPUs denoise, images are
         sent and finished), data is collected."""
-        self.delivered, self.completed = [], []
-        issued_before = self._request_ids
+        self.sense()
+        self.serve()
+
+    def sense(self) -> None:
+        """First half of a slot: users move and the channel is redrawn; the base station can now observe."""
         self.users.shuffle_do("move")
         self.radio.redraw(self.positions_m())
+
+    def serve(self) -> None:
+        """Second half of a slot: the base station allocates, the clock runs to the slot's end, data is collected."""
+        self.delivered, self.completed = [], []
+        issued_before = self._request_ids
         self.base_station.allocate()
         self.env.run(until=(self.slot + 1) * self.slot_s)
         self.slot += 1

@@ -85,12 +85,21 @@ class BaseStationConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     position_m: Point = Field((200.0, 200.0), description="Coordinates (x, y), m.")
-    policy: Literal["fixed", "random"] = Field(
-        "fixed", description="Allocation policy: 'fixed' (max steps on the GPU, max power) or 'random'.")
+    policy: Literal["gddpg", "ddpg", "greedy", "optimum", "fixed", "random"] = Field(
+        "fixed", description="Allocation policy: 'gddpg' (diffusion-model actor) or 'ddpg' (MLP actor), trained "
+                             "with `python -m scenarios.train`; 'greedy' (more steps and power to better channels, "
+                             "within the budget); 'optimum' (per-request grid search on the learned feedback model); "
+                             "'fixed' (max steps on the GPU, max power); 'random'.")
+    checkpoint: str | None = Field(
+        None, description="Learner weights for gddpg/ddpg (a checkpoint written by `python -m scenarios.train`); a "
+                          "relative path is looked up here, then beside the shipped scenarios. None: untrained.")
     min_steps: int = Field(5, ge=1, description="Fewest denoising steps per request T_min, count.")
     max_steps: int = Field(50, ge=1, description="Most denoising steps per request T_max, count.")
     energy_budget_j_per_slot: float = Field(
         500.0, gt=0, description="Energy the service may spend per slot (GPU + radio), J.")
+    energy_penalty: float = Field(
+        1.0, ge=0, description="Reward lost per budget's worth of energy over the budget: reward = total QoE - "
+                               "energy_penalty * over_budget_j / energy_budget_j_per_slot, QoE units.")
 
     @model_validator(mode="after")
     def _steps_range(self) -> BaseStationConfig:
@@ -124,6 +133,10 @@ class FeedbackConfig(BaseModel):
         0.1, ge=0, le=1, description="Learned mode: share of deliveries still answered by the LLM.")
     learned_min_pairs: int = Field(30, ge=5, description="Learned mode: LLM answers before the first fit, count.")
     learned_refresh_slots: int = Field(50, ge=1, description="Learned mode: slots between refits, count.")
+    learned_start: str | None = Field(
+        None, description="Learned mode: a saved fit to predict with from the first delivery (JSON written by "
+                          "`python -m scenarios.fit_feedback`); a relative path is looked up here, then beside the "
+                          "shipped scenarios. With learned_live_share 0 the model is frozen and no LLM is started.")
 
     @field_validator("think_s")
     @classmethod

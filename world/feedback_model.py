@@ -10,16 +10,24 @@ on all of them. Predictions are bounded to the rating scale 1-5.
 
 from __future__ import annotations
 
+import json
 import math
 from concurrent.futures import Future
+from pathlib import Path
 
 import numpy as np
 
 from agents.feedback import Delivery, Feedback
-from agents.persona import Persona
-from world.feedback import FeedbackPool
+from agents.persona import BigFive, Persona
+from world.feedback import FeedbackPool, FeedbackStats
 
 LEARNED_BACKEND = "learned"
+FIT_FORMAT = "aigcsim-feedback-fit/1"
+_MIDDLE = BigFive(0.5, 0.5, 0.5, 0.5, 0.5)
+
+
+class FeedbackFitError(ValueError):
+    """A saved feedback fit cannot be used: missing, unreadable, or made for other features."""
 
 
 def features(persona: Persona, delivery: Delivery) -> np.ndarray:
@@ -51,36 +59,44 @@ class LearnedFeedback:
     """FeedbackService that asks the LLM for a share of deliveries and predicts the rest.
 
     Args:
-        live: the pool of real model instances.
+        live: the pool of real model instances; None when every answer is predicted (a start
+            fit and live_share 0: a frozen persona-feedback model, as the benchmarks use).
         rng: the model's seeded generator (which deliveries go live).
         live_share: share of deliveries answered by the LLM once a regressor exists.
         min_pairs: LLM answers needed before the first fit.
         ridge: L2 penalty of the regressor.
+        start: weights of an earlier fit (`load_fit`) to predict with from the first delivery.
     """
 
-    def __init__(self, live: FeedbackPool, rng: np.random.Generator, live_share: float,
-                 min_pairs: int, ridge: float = 1.0) -> None:
+    def __init__(self, live: FeedbackPool | None, rng: np.random.Generator, live_share: float,
+                 min_pairs: int, ridge: float = 1.0, start: np.ndarray | None = None) -> None:
+        if live is None and (start is None or live_share > 0):
+            raise ValueError("LearnedFeedback without a live pool needs a start fit and live_share 0")
         self.live = live
-        self.stats = live.stats
+        self.stats = live.stats if live is not None else FeedbackStats()
         self.rng = rng
         self.live_share = live_share
         self.min_pairs = min_pairs
         self.ridge = ridge
-        self.weights: np.ndarray | None = None
+        self.weights: np.ndarray | None = start
         self._x: list[np.ndarray] = []
         self._y: list[float] = []
         self.agreement: dict[str, float] = {"pairs": 0, "mae": math.nan, "spearman": math.nan}
 
     def submit(self, persona: Persona, delivery: Delivery) -> Future[Feedback]:
         """LLM answer (always before the first fit, then with probability live_share), else a prediction."""
-        if self.weights is None or self.rng.random() < self.live_share:
+        if self.live is not None and (self.weights is None or self.rng.random() < self.live_share):
             return self.live.submit(persona, delivery)
-        score = float(np.clip(features(persona, delivery) @ self.weights, 1.0, 5.0))
+        score = self.predict(persona, delivery)
         self.stats.learned += 1
         done: Future[Feedback] = Future()
         done.set_result(Feedback(text="", rating=int(round(score)), expected_rating=score, raw="",
                                  latency_s=0.0, backend=LEARNED_BACKEND, valid=True))
         return done
+
+    def predict(self, persona: Persona, delivery: Delivery) -> float:
+        """The rating the fitted regressor expects, bounded to 1-5."""
+        return float(np.clip(features(persona, delivery) @ self.weights, 1.0, 5.0))
 
     def learn(self, persona: Persona, delivery: Delivery, feedback: Feedback) -> None:
         """Keep a valid LLM answer as a training pair."""
@@ -105,5 +121,34 @@ class LearnedFeedback:
         penalty[0, 0] = 0.0        # the intercept is not shrunk
         return np.linalg.solve(x.T @ x + penalty, x.T @ y)
 
+    def save(self, path: Path, source: str) -> None:
+        """Write the current fit as JSON (weights, pairs, agreement, where the answers came from)."""
+        if self.weights is None:
+            raise ValueError("nothing fitted yet: collect at least min_pairs LLM answers and refresh()")
+        data = {"format": FIT_FORMAT, "features": len(self.weights), "source": source,
+                "agreement": self.agreement, "weights": [float(w) for w in self.weights]}
+        path.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+
     def close(self) -> None:
-        self.live.close()
+        if self.live is not None:
+            self.live.close()
+
+
+def load_fit(path: Path) -> np.ndarray:
+    """Weights of a saved fit, checked against this module's feature layout."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FeedbackFitError(f"feedback fit '{path}' does not exist") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise FeedbackFitError(f"feedback fit '{path}' cannot be read ({exc})") from None
+    expected = len(features(Persona("x", _MIDDLE), Delivery("x", 1, 0.5, 0.5, 1.0)))
+    weights = data.get("weights") if isinstance(data, dict) else None
+    if (data.get("format") if isinstance(data, dict) else None) != FIT_FORMAT or not isinstance(weights, list) \
+            or len(weights) != expected or not all(isinstance(w, (int, float)) for w in weights):
+        raise FeedbackFitError(f"feedback fit '{path}' is not a {FIT_FORMAT} file with {expected} weights; "
+                               f"make one with `python -m scenarios.fit_feedback`")
+    result = np.array(weights, dtype=float)
+    if not np.all(np.isfinite(result)):
+        raise FeedbackFitError(f"feedback fit '{path}' holds non-finite weights")
+    return result

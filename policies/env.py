@@ -1,0 +1,150 @@
+"""A Gymnasium environment over `CityBlock`: the base station's decision, one slot per step.
+
+Observation: `Box(max_requests, len(OBS_FEATURES) + 1)`, float32. Row i is the i-th request
+    waiting at the base station at the start of the slot (arrival order), in the layout and units
+    of `agents.base_station.OBS_FEATURES`:
+        gain_db        channel power gain to the user this slot, dB
+        distance_m     distance to the user, m
+        gpu_backlog_s  work queued on the least loaded GPU, s
+        age_s          time since the request was issued, s
+        user_qoe       the user's recent QoE, 0-1 (0.5 before its first answer)
+        slot_requests  requests allocated in this slot, count
+    and the last column is the mask: 1 for a request, 0 for an empty row (all zeros).
+    Variable numbers of requests: a fixed maximum with a mask. Requests beyond `max_requests`
+    wait at the base station for the next slot, keeping their place (their age grows).
+Action: `Box(max_requests, len(ACTION_FEATURES))` in [0, 1], the layout of `ACTION_FEATURES`:
+    steps (0 -> min_steps, 1 -> max_steps), server_share (share of the steps on the GPU, the phone
+    runs the rest) and power (0 -> min_power_w, 1 -> max_power_w). Rows of empty slots are ignored.
+Reward: total QoE the personas reported in the slot (each rating mapped to [0, 1]) minus
+    `energy_penalty * over_budget_j / energy_budget_j_per_slot`, where over_budget_j is the
+    GPU + radio energy of the slot above the budget. Answers come seconds after a decision, so
+    the reward of a slot is for decisions of earlier slots.
+terminated: never (the block does not end); truncated: after `slots` slots.
+info: diagnostics only (the slot's own metrics of `world.city.SLOT_METRICS`, those that are defined:
+    a mean over no requests is left out); nothing in it is meant to be learned from.
+
+For learners that assign credit per request, `outcomes` holds, after every step, one
+`Outcome` per request rated during the slot: the observation row and the action it was decided
+with, its QoE, its energy and its reward share `qoe - energy_penalty * max(0, energy_j - share_j)
+/ budget_j`, where share_j is the per-request share of the slot budget (budget / expected requests
+per slot, at most the whole budget). This is how `scenarios.train` trains: each request is a
+one-step decision, as in the GDMOPT code's one-step environments.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from agents.base_station import ACTION_FEATURES, OBS_FEATURES
+from world.city import CityBlock
+from world.config import ScenarioConfig
+from world.feedback import FeedbackPool
+from world.feedback_model import LearnedFeedback
+
+
+# slot metrics counted since the start of the run (and across resets, for a shared feedback service): not in info
+CUMULATIVE = ("llm_calls", "cache_hits", "cache_hit_rate", "learned_answers", "llm_median_latency_s",
+              "learned_pairs", "learned_mae", "learned_spearman")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A rated request, as a one-step transition."""
+
+    obs: np.ndarray          # OBS_FEATURES row it was decided on
+    action: np.ndarray       # ACTION_FEATURES row it got
+    qoe: float               # the persona's rating mapped to [0, 1]
+    energy_j: float          # GPU share + radio, J
+    reward: float            # qoe minus its energy-penalty share
+
+
+class _Decided:
+    """The base station's policy inside the environment: answers with the action of the current step."""
+
+    def __init__(self) -> None:
+        self.action = np.zeros((0, len(ACTION_FEATURES)))
+
+    def predict(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
+        return self.action[:len(obs)]
+
+
+class AllocationEnv(gym.Env):
+    """The base station's allocation problem on a city block (see the module docstring for the layout).
+
+    Args:
+        cfg: the scenario; `slots` is the episode length.
+        feedback: the personas' answers (a pool or the learned model); None: users stay silent and
+            every reward is 0 (useful only for checking the interface).
+        max_requests: rows of the observation and action, count.
+    """
+
+    metadata = {"render_modes": []}
+
+    def __init__(self, cfg: ScenarioConfig, feedback: FeedbackPool | LearnedFeedback | None,
+                 max_requests: int = 8) -> None:
+        if max_requests < 1:
+            raise ValueError(f"max_requests must be at least 1, got {max_requests}")
+        self.cfg = cfg
+        self.feedback = feedback
+        self.max_requests = max_requests
+        width = len(OBS_FEATURES) + 1
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(max_requests, width), dtype=np.float32)
+        self.action_space = gym.spaces.Box(0.0, 1.0, shape=(max_requests, len(ACTION_FEATURES)), dtype=np.float32)
+        bs = cfg.base_station
+        expected = cfg.users.count * cfg.users.request_rate_per_s * cfg.slot_s
+        self.budget_j = bs.energy_budget_j_per_slot
+        self.share_j = bs.energy_budget_j_per_slot / max(1.0, expected)
+        self.penalty = bs.energy_penalty
+        self.model: CityBlock | None = None
+        self.outcomes: list[Outcome] = []
+        self._decided = _Decided()
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None
+              ) -> tuple[np.ndarray, dict[str, Any]]:
+        """A fresh block (seeded from `seed`, or from the environment's generator), sensed for its first slot."""
+        super().reset(seed=seed)
+        block_seed = int(self.np_random.integers(2 ** 31)) if seed is None else seed
+        self.model = CityBlock(self.cfg, self._decided, seed=block_seed, feedback=self.feedback)
+        self.model.base_station.max_per_slot = self.max_requests
+        self.outcomes = []
+        self.model.sense()
+        return self._observe(), {"slot": 0}
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        """Allocate the waiting requests with `action`, run the slot, sense the next one."""
+        if self.model is None:
+            raise RuntimeError("call reset() before step()")
+        action = np.asarray(action, dtype=float).reshape(self.action_space.shape)
+        if not np.all(np.isfinite(action)):
+            raise ValueError("action holds NaN or infinite values")
+        self._decided.action = np.clip(action, 0.0, 1.0)
+        model = self.model
+        model.serve()
+        m = model.slot_metrics
+        reward = float(m["total_qoe"]) - self.penalty * float(m["over_budget_j"]) / self.budget_j
+        self.outcomes = [self._outcome(r) for r in model.completed
+                         if r.decision is not None and not np.isnan(r.qoe)]
+        truncated = model.slot >= self.cfg.slots
+        model.sense()
+        info = {k: float(v) for k, v in m.items() if k not in CUMULATIVE and not np.isnan(v)}
+        return self._observe(), reward, False, truncated, info
+
+    def _outcome(self, request: Any) -> Outcome:
+        obs, action = request.decision
+        energy = request.energy_j
+        reward = request.qoe - self.penalty * max(0.0, energy - self.share_j) / self.budget_j
+        return Outcome(obs=obs, action=action, qoe=request.qoe, energy_j=energy, reward=reward)
+
+    def _observe(self) -> np.ndarray:
+        bs = self.model.base_station
+        requests = bs.pending()
+        obs = np.zeros(self.observation_space.shape, dtype=np.float32)
+        if requests:
+            rows = bs.observe(requests)
+            obs[:len(rows), :-1] = rows
+            obs[:len(rows), -1] = 1.0
+        return obs

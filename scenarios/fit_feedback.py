@@ -1,0 +1,85 @@
+"""Fit the persona-feedback model of a scenario from real LLM answers, and save it.
+
+    python -m scenarios.fit_feedback city_block --slots 300 --out scenarios/feedback_fits/city_block.json
+
+The scenario runs with profiled images, a random base station (so that the
+answers cover the whole range of steps, splits and powers) and
+`feedback.mode: learned` with every delivery answered by the language model
+(through the response cache: a second fit with the same seed asks nothing).
+The regressor is then scored on the newest fifth of the answers, fitted on all,
+and written as JSON; `feedback.learned_start` names such a file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from policies.heuristics import RandomPolicy
+from scenarios.cli import EXIT_BAD_INPUT, _positive, _seed, scenario_path
+from scenarios.loader import ScenarioError, load_scenario
+from scenarios.run import make_feedback
+from world.city import CityBlock
+from world.feedback_model import LearnedFeedback
+from world.llm import LlmSetupError
+
+
+def fit(path: Path, slots: int, seed: int, out: Path, force: bool) -> int:
+    if out.exists() and not force:
+        raise ScenarioError(f"--out '{out}' already exists; choose another path or pass --force to replace it")
+    cfg = load_scenario(path)
+    cfg = cfg.model_copy(update={
+        "imagegen": cfg.imagegen.model_copy(update={"render": "profile"}),
+        "feedback": cfg.feedback.model_copy(update={"mode": "learned", "learned_live_share": 1.0,
+                                                    "learned_start": None, "learned_refresh_slots": 10 ** 9})})
+    feedback, close = make_feedback(cfg, seed)
+    assert isinstance(feedback, LearnedFeedback)
+    model = CityBlock(cfg, RandomPolicy(np.random.default_rng([seed, 1])), seed=seed, feedback=feedback)
+    started = time.perf_counter()
+    try:
+        for _ in range(slots):
+            model.step()
+            if model.slot % 20 == 0:
+                s = feedback.stats
+                print(f"slot {model.slot}/{slots}: {len(feedback._y)} answers "
+                      f"({s.calls} asked, {s.cache_hits} cached, {s.invalid} invalid), "
+                      f"{time.perf_counter() - started:.0f} s", flush=True)
+        feedback.refresh()
+        if feedback.weights is None:
+            raise ScenarioError(f"only {len(feedback._y)} valid answers in {slots} slots, fewer than "
+                                f"learned_min_pairs ({cfg.feedback.learned_min_pairs}); run more --slots")
+        source = (f"{path.name}, seed {seed}, {slots} slots, random policy, profiled images, "
+                  f"{len(feedback._y)} answers of {cfg.feedback.llm.backend}:{cfg.feedback.llm.model}")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(f".{out.name}.tmp")
+        feedback.save(tmp, source)
+        tmp.replace(out)
+    finally:
+        close()
+    a = feedback.agreement
+    print(f"wrote {out}: {a['pairs']} answers; held-out MAE {a['mae']:.2f} rating points, "
+          f"Spearman {a['spearman']:.2f}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m scenarios.fit_feedback", description=__doc__.splitlines()[0])
+    parser.add_argument("file", metavar="FILE", help="scenario YAML, or the name of a shipped scenario")
+    parser.add_argument("--slots", type=_positive, default=300, metavar="N", help="slots to collect answers over")
+    parser.add_argument("--seed", type=_seed, default=0, metavar="S", help="seed of the collection run")
+    parser.add_argument("--out", type=Path, required=True, metavar="PATH", help="where to write the fit (JSON)")
+    parser.add_argument("--force", action="store_true", help="replace an existing --out file")
+    args = parser.parse_args(argv)
+    try:
+        return fit(scenario_path(args.file), args.slots, args.seed, args.out, args.force)
+    except (ScenarioError, LlmSetupError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,363 @@
+"""Train the base station's policy on a scenario: `python -m scenarios.train FILE --policy gddpg`.
+
+    python -m scenarios.train city_block --policy gddpg --episodes 30 --seed 0
+    python -m scenarios.train city_block --policy gddpg --episodes 60 --out runs/train-x --resume
+
+Each episode is a fresh block (seeded from --seed and the episode number) run for the scenario's
+`slots` through `policies.env.AllocationEnv`. Every request rated during an episode is one
+transition (its observation row, its action, its reward share); the learner makes
+--updates-per-request updates for each. Heuristic policies run the same episodes without
+learning, so their curves compare with the learners'.
+
+The run folder holds:
+    config.yaml          the resolved scenario (with the --feedback and --render choices applied)
+    train.json           policy, hyperparameters, seed, feedback and rendering mode, episodes asked
+    curve.csv            one row per episode (appended): reward, total QoE and energy per slot, ...
+    checkpoints/last.pt  the learner and its replay buffer after the last checkpointed episode (--resume)
+    policy.pt            the trained learner without its buffer (for `--checkpoint`), at the end
+    learning_curve.png   reward per episode, at the end
+Weights are saved as state dicts and loaded with `weights_only=True`.
+
+Exit status: 0 done, 2 bad input (one message on stderr), 130 interrupted (the last checkpoint stays).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import yaml
+
+from policies.ddpg import DDPG, CheckpointError, NonFiniteError
+from policies.env import AllocationEnv
+from policies.gddpg import GDDPG, action_spread
+from scenarios.cli import EXIT_BAD_INPUT, EXIT_INTERRUPTED, _positive, _seed, scenario_path
+from scenarios.loader import ScenarioError, load_scenario
+from scenarios.run import make_feedback, make_policy, write_atomic
+from world.config import ScenarioConfig
+from world.feedback_model import LearnedFeedback
+from world.llm import LlmSetupError
+
+LEARNERS = {"gddpg": GDDPG, "ddpg": DDPG}
+POLICIES = ("gddpg", "ddpg", "greedy", "optimum", "fixed", "random")
+FEEDBACK = ("learned", "frozen", "live")
+CURVE_FIELDS = ("episode", "slots", "reward_per_slot", "total_qoe_per_slot", "mean_qoe", "requests_rated",
+                "energy_j_per_slot", "over_budget_j_per_slot", "mean_steps", "mean_power_w", "transitions",
+                "updates", "qf_loss", "actor_loss", "at_bounds", "wall_s")
+
+
+@dataclass
+class TrainOptions:
+    """What a training run does besides the scenario."""
+
+    policy: str
+    episodes: int
+    seed: int
+    feedback: str = "learned"
+    render: str = "profile"
+    updates_per_request: int = 2
+    learning_starts: int = 256
+    max_requests: int = 8
+    checkpoint_every: int = 5
+    threads: int = 1
+
+
+def training_config(cfg: ScenarioConfig, opts: TrainOptions) -> ScenarioConfig:
+    """The scenario as trained: images rendered as asked, feedback as asked.
+
+    'learned': the persona-feedback model, started from the scenario's `learned_start` when it names
+    one and refreshed from a share of real LLM answers; 'frozen': that start fit alone, no LLM
+    (every policy and seed sees the same feedback); 'live': the LLM answers every delivery.
+    """
+    fb = cfg.feedback
+    if opts.feedback == "live":
+        fb = fb.model_copy(update={"mode": "live"})
+    elif opts.feedback == "learned":
+        fb = fb.model_copy(update={"mode": "learned"})
+    else:
+        if not fb.learned_start:
+            raise ScenarioError("--feedback frozen needs a fitted feedback model: set feedback.learned_start in "
+                                "the scenario (make one with `python -m scenarios.fit_feedback`)")
+        fb = fb.model_copy(update={"mode": "learned", "learned_live_share": 0.0})
+    bs = cfg.base_station.model_copy(update={"policy": opts.policy, "checkpoint": None})
+    return cfg.model_copy(update={"feedback": fb, "base_station": bs,
+                                  "imagegen": cfg.imagegen.model_copy(update={"render": opts.render})})
+
+
+def episode_seed(seed: int, episode: int) -> int:
+    """The block seed of one episode: distinct per (seed, episode), the same on every machine."""
+    return int(np.random.SeedSequence([seed, episode]).generate_state(1)[0])
+
+
+def run_episode(env: AllocationEnv, policy: Any, learner: DDPG | None, opts: TrainOptions, seed: int,
+                rng: np.random.Generator) -> dict[str, float]:
+    """One episode; a learner explores and learns as requests are rated. Returns the episode's row."""
+    started = time.perf_counter()
+    obs, _ = env.reset(seed=seed)
+    if hasattr(policy, "bind"):
+        policy.bind(env.model)
+    reward = qoe = energy = over = rated = steps = power = delivered = 0.0
+    slots = 0
+    actions: list[np.ndarray] = []
+    losses: list[dict[str, float]] = []
+    updates0 = learner.updates if learner else 0
+    while True:
+        mask = obs[:, -1] > 0
+        action = np.zeros(env.action_space.shape, dtype=np.float32)
+        if mask.any():
+            rows = obs[mask, :-1]
+            if learner is not None and learner.buffer.size < opts.learning_starts:
+                chosen = rng.uniform(0.0, 1.0, size=(len(rows), action.shape[1]))
+            else:
+                chosen = policy.predict(rows, deterministic=learner is None)
+            action[mask] = chosen
+            actions.append(chosen)
+        obs, r, terminated, truncated, info = env.step(action)
+        slots += 1
+        reward += r
+        qoe += info["total_qoe"]
+        energy += info["service_energy_j"]
+        over += info["over_budget_j"]
+        rated += info["requests_rated"]
+        delivered += info["requests_delivered"]
+        if "mean_steps" in info:
+            steps += info["mean_steps"] * info["requests_delivered"]
+            power += info["mean_power_w"] * info["requests_delivered"]
+        if learner is not None:
+            for o in env.outcomes:
+                learner.buffer.add(o.obs, o.action, o.reward)
+                for _ in range(opts.updates_per_request):
+                    loss = learner.learn()
+                    if loss is not None:
+                        losses.append(loss)
+        if terminated or truncated:
+            break
+    spread = action_spread(np.concatenate(actions)) if actions else {"at_bounds": math.nan}
+    return {
+        "slots": slots, "reward_per_slot": reward / slots, "total_qoe_per_slot": qoe / slots,
+        "mean_qoe": qoe / rated if rated else math.nan, "requests_rated": rated,
+        "energy_j_per_slot": energy / slots, "over_budget_j_per_slot": over / slots,
+        "mean_steps": steps / delivered if delivered else math.nan,
+        "mean_power_w": power / delivered if delivered else math.nan,
+        "transitions": learner.buffer.size if learner else 0,
+        "updates": (learner.updates - updates0) if learner else 0,
+        "qf_loss": _mean([l["qf_loss"] for l in losses]),
+        "actor_loss": _mean([l["actor_loss"] for l in losses if not math.isnan(l["actor_loss"])]),
+        "at_bounds": spread["at_bounds"], "wall_s": time.perf_counter() - started,
+    }
+
+
+def _mean(values: list[float]) -> float:
+    return float(np.mean(values)) if values else math.nan
+
+
+def read_curve(path: Path) -> list[dict[str, float]]:
+    if not path.is_file():
+        return []
+    with path.open(newline="", encoding="utf-8") as f:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def write_curve(path: Path, rows: list[dict[str, float]]) -> None:
+    """The whole curve, atomically (used when resuming cuts it back to the checkpoint)."""
+    lines = [",".join(CURVE_FIELDS)] + [",".join(_cell(r[k]) for k in CURVE_FIELDS) for r in rows]
+    write_atomic(path, "\n".join(lines) + "\n")
+
+
+def append_curve(path: Path, row: dict[str, float]) -> None:
+    new = not path.is_file()
+    with path.open("a", encoding="utf-8") as f:
+        if new:
+            f.write(",".join(CURVE_FIELDS) + "\n")
+        f.write(",".join(_cell(row[k]) for k in CURVE_FIELDS) + "\n")
+        f.flush()
+
+
+def _cell(value: float) -> str:
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
+def build_learner(name: str, seed: int) -> DDPG:
+    return LEARNERS[name](seed=seed)
+
+
+def train(path: Path, opts: TrainOptions, out: Path, resume: bool = False, force: bool = False,
+          progress: Callable[[int, int, dict[str, float]], None] | None = None) -> list[dict[str, float]]:
+    """Train (or run, for a heuristic) `opts.policy` on the scenario at `path`; write the run folder.
+
+    Raises:
+        ScenarioError: bad input (scenario, folder, checkpoint, options).
+        LlmSetupError: the language model cannot be started.
+        NonFiniteError: a network produced non-finite values (the last checkpoint stays).
+    """
+    torch.set_num_threads(opts.threads)
+    cfg = training_config(load_scenario(path), opts)
+    last = out / "checkpoints" / "last.pt"
+    learner: DDPG | None = None
+    start_episode = 0
+    curve: list[dict[str, float]] = []
+    if resume:
+        if not last.is_file():
+            raise ScenarioError(f"--resume: no checkpoint at '{last}'; start without --resume")
+        saved = json.loads((out / "train.json").read_text(encoding="utf-8"))
+        if saved["policy"] != opts.policy or saved["seed"] != opts.seed:
+            raise ScenarioError(f"--resume: '{out}' trains {saved['policy']} with seed {saved['seed']}, not "
+                                f"{opts.policy} with seed {opts.seed}; pass the same --policy and --seed")
+        try:
+            learner, extra = LEARNERS[opts.policy].from_checkpoint(last) if opts.policy in LEARNERS else (None, {})
+        except CheckpointError as exc:
+            raise ScenarioError(f"--resume: {exc}") from None
+        start_episode = int(extra.get("episode", -1)) + 1
+        curve = [r for r in read_curve(out / "curve.csv") if r["episode"] < start_episode]
+        write_curve(out / "curve.csv", curve)
+        feedback_weights = extra.get("feedback_weights")
+    else:
+        if out.exists() and any(out.iterdir()) and not force:
+            raise ScenarioError(f"run folder '{out}' already holds files; choose another --out, pass --resume to "
+                                f"go on training, or --force to replace it")
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "checkpoints").mkdir(exist_ok=True)
+            for name in ("curve.csv", "policy.pt", "learning_curve.png", "checkpoints/last.pt"):
+                (out / name).unlink(missing_ok=True)
+        except OSError as exc:
+            raise ScenarioError(f"cannot create run folder '{out}': {exc.strerror}; choose another --out") from None
+        write_atomic(out / "config.yaml", yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+        write_atomic(out / "train.json", json.dumps(
+            {**opts.__dict__, "scenario": str(path), "feedback_mode": cfg.feedback.mode,
+             "learned_live_share": cfg.feedback.learned_live_share, "learned_start": cfg.feedback.learned_start,
+             "hyperparameters": build_learner(opts.policy, opts.seed).config if opts.policy in LEARNERS else {}},
+            indent=1) + "\n")
+        feedback_weights = None
+        if opts.policy in LEARNERS:
+            learner = build_learner(opts.policy, opts.seed)
+
+    feedback, close_feedback = make_feedback(cfg, opts.seed)
+    if feedback_weights is not None and isinstance(feedback, LearnedFeedback):
+        feedback.weights = np.array(feedback_weights)
+    env = AllocationEnv(cfg, feedback, opts.max_requests)
+    policy = learner if learner is not None else make_policy(cfg, opts.seed, feedback=feedback)
+    rng = np.random.default_rng([opts.seed, 7])
+    try:
+        for episode in range(start_episode, opts.episodes):
+            row = {"episode": episode, **run_episode(env, policy, learner, opts, episode_seed(opts.seed, episode), rng)}
+            append_curve(out / "curve.csv", row)
+            curve.append(row)
+            if learner is not None and ((episode + 1) % opts.checkpoint_every == 0 or episode + 1 == opts.episodes):
+                extra = {"episode": episode, "scenario": cfg.name}
+                if isinstance(feedback, LearnedFeedback) and feedback.weights is not None:
+                    extra["feedback_weights"] = [float(w) for w in feedback.weights]
+                learner.save(last, extra)
+            if progress is not None:
+                progress(episode + 1, opts.episodes, row)
+    finally:
+        close_feedback()
+    if learner is not None:
+        learner.save(out / "policy.pt", {"episode": opts.episodes - 1, "scenario": cfg.name}, with_buffer=False)
+    if curve:
+        from scenarios.report import plot_learning_curve
+
+        plot_learning_curve([{"episode": r["episode"], "reward": r["reward_per_slot"]} for r in curve],
+                            out / "learning_curve.png")
+    return curve
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m scenarios.train", description=__doc__.split("\n\n")[0],
+                                     epilog="The run folder and exit status: see `pydoc scenarios.train`.")
+    parser.add_argument("file", metavar="FILE", help="scenario YAML, or the name of a shipped scenario")
+    parser.add_argument("--policy", choices=POLICIES, default="gddpg", metavar="P",
+                        help=f"what to train or run, one of: {', '.join(POLICIES)} (default: gddpg)")
+    parser.add_argument("--episodes", type=_positive, default=30, metavar="N", help="episodes (default 30)")
+    parser.add_argument("--seed", type=_seed, default=0, metavar="S", help="seed of the learner and the blocks")
+    parser.add_argument("--feedback", choices=FEEDBACK, default="learned",
+                        help="learned (default): the persona-feedback model refreshed from a share of real LLM "
+                             "answers; frozen: the scenario's fitted model only, no LLM; live: the LLM rates "
+                             "every delivery (slow)")
+    parser.add_argument("--render", choices=("profile", "real"), default="profile",
+                        help="images from the measured quality tables (default) or drawn by the real model")
+    parser.add_argument("--out", type=Path, metavar="DIR",
+                        help="run folder (default: runs/train-<scenario>-<policy>-seed<S>)")
+    parser.add_argument("--resume", action="store_true", help="go on from the run folder's last checkpoint")
+    parser.add_argument("--force", action="store_true", help="replace the run in an existing --out folder")
+    parser.add_argument("--checkpoint-every", type=_positive, default=5, metavar="K",
+                        help="episodes between checkpoints (default 5)")
+    parser.add_argument("--updates-per-request", type=_positive, default=2, metavar="U",
+                        help="learner updates per rated request (default 2)")
+    parser.add_argument("--max-requests", type=_positive, default=8, metavar="K",
+                        help="requests the base station decides per slot; more wait (default 8)")
+    parser.add_argument("--threads", type=_positive, default=1, metavar="T", help="torch threads (default 1)")
+    parser.add_argument("--no-progress", action="store_true", help="plain lines instead of a progress bar")
+    args = parser.parse_args(argv)
+    path = scenario_path(args.file)
+    opts = TrainOptions(policy=args.policy, episodes=args.episodes, seed=args.seed, feedback=args.feedback,
+                        render=args.render, updates_per_request=args.updates_per_request,
+                        max_requests=args.max_requests, checkpoint_every=args.checkpoint_every, threads=args.threads)
+    out = args.out or Path("runs") / f"train-{path.stem}-{args.policy}-seed{args.seed}"
+    started = time.perf_counter()
+    try:
+        with _progress(args.no_progress) as report:
+            curve = train(path, opts, out, resume=args.resume, force=args.force, progress=report)
+    except (ScenarioError, LlmSetupError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except NonFiniteError as exc:
+        print(f"error: {exc}; the last checkpoint in {out / 'checkpoints'} is untouched", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print(f"interrupted: resume with python -m scenarios.train {args.file} --policy {args.policy} "
+              f"--seed {args.seed} --episodes {args.episodes} --out {out} --resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    tail = curve[-max(1, len(curve) // 5):]
+    print(f"{args.policy}: {len(curve)} episodes in {time.perf_counter() - started:.0f} s; last 20%: reward/slot "
+          f"{np.mean([r['reward_per_slot'] for r in tail]):.3f}, total QoE/slot "
+          f"{np.mean([r['total_qoe_per_slot'] for r in tail]):.3f}, energy/slot "
+          f"{np.mean([r['energy_j_per_slot'] for r in tail]):.0f} J")
+    print(f"run folder: {out}")
+    return 0
+
+
+class _progress:
+    """A rich progress bar over episodes in a terminal, plain lines otherwise."""
+
+    def __init__(self, plain: bool) -> None:
+        from rich.console import Console
+
+        self.console = Console()
+        self.plain = plain or not self.console.is_terminal
+        self.bar = None
+
+    def __enter__(self) -> Callable[[int, int, dict[str, float]], None]:
+        if not self.plain:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.bar = Progress(TextColumn("training"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                                TextColumn("{task.fields[status]}"), console=self.console)
+            self.bar.start()
+            self.task = self.bar.add_task("episodes", total=None, status="")
+        return self.report
+
+    def report(self, done: int, total: int, row: dict[str, float]) -> None:
+        status = (f"reward/slot {row['reward_per_slot']:.3f}  QoE/slot {row['total_qoe_per_slot']:.3f}  "
+                  f"energy {row['energy_j_per_slot']:.0f} J/slot")
+        if self.bar is None:
+            print(f"episode {done}/{total}: {status}  ({row['wall_s']:.1f} s)", flush=True)
+        else:
+            self.bar.update(self.task, completed=done, total=total, status=status)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
