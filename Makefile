@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test bench weights clean
+.PHONY: setup demo test bench weights feedback-fit checkpoint clean
 
 setup: $(STAMP)
 
@@ -24,6 +24,16 @@ test: setup
 bench: setup
 	$(PY) benchmarks/world_throughput.py
 	$(PY) benchmarks/cooperative_denoising.py
+	$(PY) benchmarks/gddpg_vs_ddpg.py
+
+# Refit the city block's persona-feedback model from real LLM answers (about 5 min on 2 cores).
+feedback-fit: setup
+	$(PY) -m scenarios.fit_feedback city_block --slots 300 --out scenarios/feedback_fits/city_block.json --force
+
+# Retrain the city block's shipped G-DDPG base station (about 2 min on 2 cores).
+checkpoint: setup
+	$(PY) -m scenarios.train city_block --policy gddpg --episodes 100 --seed 0 --feedback frozen --out runs/train-city_block-gddpg-seed0 --force --no-progress
+	cp runs/train-city_block-gddpg-seed0/policy.pt scenarios/checkpoints/gddpg_city_block.pt
 
 # Retrain the shipped text-to-image model and judge (about 50 min on 2 cores), then re-measure its quality tables.
 weights: setup

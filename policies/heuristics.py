@@ -1,10 +1,19 @@
-"""Baseline allocation policies that do not learn."""
+"""Baseline allocation policies that do not learn: fixed, random, greedy, and the optimum reference."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from agents.base_station import ACTION_FEATURES
+from agents.base_station import ACTION_FEATURES, OBS_FEATURES
+from agents.feedback import Delivery
+from agents.request import ImageRequest
+from world.city import CityBlock
+from world.config import ScenarioConfig
+from world.feedback_model import LearnedFeedback
+from world.imagegen.render import CooperativeRender
+from world.radio import shannon_rate_bps
 
 
 class FixedPolicy:
@@ -39,3 +48,212 @@ class RandomPolicy:
     def predict(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
         """Uniform draws in [0, 1] for every request and action dimension."""
         return self.rng.uniform(0.0, 1.0, size=(len(obs), len(ACTION_FEATURES)))
+
+
+def _share_j(cfg: ScenarioConfig) -> float:
+    """Per-request share of the slot budget, J: budget / max(1, expected requests per slot), as `policies.env`."""
+    expected = cfg.users.count * cfg.users.request_rate_per_s * cfg.slot_s
+    return cfg.base_station.energy_budget_j_per_slot / max(1.0, expected)
+
+
+def _steps_fraction(steps: int, min_steps: int, max_steps: int) -> float:
+    """Action 'steps' that the base station turns back into `steps` (it rounds min + a * (max - min))."""
+    return 0.0 if max_steps == min_steps else (steps - min_steps) / (max_steps - min_steps)
+
+
+class GreedyPolicy:
+    """More steps and more power to better channels, within each request's share of the energy budget.
+
+    Per slot (the rows of one `predict` call), with n requests and T_min, T_max, P_min, P_max the limits:
+
+        q_i     = #{j : gain_db_j <= gain_db_i} / n              channel rank, the best is 1; ties share it
+        P_i     = P_min + q_i * (P_max - P_min)                  transmit power, W
+        E_tx_i  = P_i * payload_bits / rate_bps(P_i, g_i)        radio energy, J (Shannon rate, `world.radio`)
+        cap_i   = floor((share_j - E_tx_i) / e_step)             steps the rest of the share pays for, count
+        T_i     = max(T_min, min(round(T_min + q_i * (T_max - T_min)), cap_i))
+
+    where share_j = energy_budget_j_per_slot / max(1, users.count * request_rate_per_s * slot_s) J (the
+    per-request share `policies.env` charges against) and e_step the first GPU server's step energy at
+    batch 1, J. All steps run on the GPU (server_share 1): a phone step takes ~25 times longer. Going from
+    the best channel down, T_i is held to at most the T of the next better channel, so a better channel
+    never gets fewer steps, even when its higher power leaves less of its share for steps. Deterministic.
+
+    Args:
+        cfg: the scenario (limits, budget, radio, first GPU server's profile).
+    """
+
+    def __init__(self, cfg: ScenarioConfig) -> None:
+        bs = cfg.base_station
+        self.radio = cfg.radio
+        self.min_steps, self.max_steps = bs.min_steps, bs.max_steps
+        self.step_energy_j = cfg.gpu_servers[0].step_energy_j
+        self.share_j = _share_j(cfg)
+
+    def predict(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
+        """(n, len(OBS_FEATURES)) rows of one slot -> (n, 3) actions in [0, 1]."""
+        obs = np.asarray(obs, dtype=float)
+        if obs.ndim != 2 or obs.shape[1] != len(OBS_FEATURES):
+            raise ValueError(f"GreedyPolicy expects observations of shape (n, {len(OBS_FEATURES)}), got {obs.shape}")
+        if not np.all(np.isfinite(obs)):
+            raise ValueError("GreedyPolicy got observations with NaN or infinite values")
+        n = len(obs)
+        action = np.zeros((n, len(ACTION_FEATURES)))
+        if n == 0:
+            return action
+        gain_db = obs[:, OBS_FEATURES.index("gain_db")]
+        q = (gain_db[None, :] <= gain_db[:, None]).sum(axis=1) / n
+        radio = self.radio
+        power_w = radio.min_power_w + q * (radio.max_power_w - radio.min_power_w)
+        tx_j = power_w * radio.payload_bits / shannon_rate_bps(power_w, 10.0 ** (gain_db / 10.0), radio)
+        cap = np.floor((self.share_j - tx_j) / self.step_energy_j)
+        target = np.round(self.min_steps + q * (self.max_steps - self.min_steps))
+        steps = np.maximum(self.min_steps, np.minimum(target, cap))
+        held = float(self.max_steps)
+        for i in np.argsort(-gain_db, kind="stable"):     # best channel first
+            steps[i] = held = min(steps[i], held)
+        action[:, 0] = [_steps_fraction(int(t), self.min_steps, self.max_steps) for t in steps]
+        action[:, 1] = 1.0
+        action[:, 2] = q
+        return action
+
+
+@dataclass(frozen=True)
+class Forecast:
+    """What `OptimumPolicy` expects of one request under one action."""
+
+    server_steps: int        # count
+    device_steps: int        # count
+    power_w: float           # W
+    wait_s: float            # from issuing to holding the image, s
+    sharpness: float         # 0-1
+    fidelity: float          # 0-1
+    rating: float            # the learned persona model's rating, 1-5
+    qoe: float               # (rating - 1) / 4
+    energy_j: float          # GPU steps + radio, J
+    reward: float            # qoe - energy_penalty * max(0, energy_j - share_j) / budget_j
+
+    @property
+    def steps(self) -> int:
+        """Total denoising steps, count."""
+        return self.server_steps + self.device_steps
+
+
+class OptimumPolicy:
+    """Per-request grid search for the best predicted reward: an upper reference, not a deployable policy.
+
+    It peeks at what the base station cannot observe: who asks (the persona, through the learned
+    persona-feedback model) and what (the prompt). It also ignores every interaction between requests:
+    batching and prefix sharing on the GPU, and the queue that the other requests of the slot add.
+
+    For each request and each candidate (steps a_T, server_share s, power a_P) of the grid
+    linspace(0, 1, steps_grid) x shares x linspace(0, 1, power_grid), rounded as the base station does:
+
+        T = round(T_min + a_T (T_max - T_min)),  T_s = round(T s),  T_d = T - T_s,  P = P_min + a_P (P_max - P_min)
+        t_tx_s   = payload_bits / rate_bps(P, g)                   Shannon rate at this slot's gain g
+        wait_s   = age_s + [T_s > 0] (gpu_backlog_s + T_s t_step) + t_tx_s + T_d t_phone
+        energy_j = T_s e_step + P t_tx_s                           GPU + radio; the phone's steps are the user's
+        qoe      = (rating - 1) / 4,  rating = feedback.predict(persona, Delivery(prompt, T, sharpness, fidelity, wait_s))
+        reward   = qoe - energy_penalty * max(0, energy_j - share_j) / budget_j
+
+    with t_step, e_step the batch-1 step latency (s) and energy (J) of the least loaded GPU server (the
+    one the base station would pick), t_phone the phone's step latency (s), share_j as in `policies.env`.
+    payload_bits is the image's, or the latents' when the phone finishes steps the GPU started on a
+    cooperative engine, as the simulator sends. Sharpness and fidelity at T are the cooperative engine's
+    quality table without sharing (`world.imagegen.render.QualityTable`: what profiled runs deliver, and
+    what real runs were measured to deliver on average); for a request the GPU does not touch, or an
+    engine without a table, `model.quality` (the simulator's own fallback). The channel is the slot's:
+    a transfer starting in a later slot meets a redrawn channel. The first best candidate wins ties.
+
+    Args:
+        cfg: the scenario (limits, budget and penalty, radio, phone, GPU profiles).
+        feedback: the learned persona-feedback model, fitted (weights set).
+        steps_grid: values of the steps action, count (at least 2: both ends).
+        power_grid: values of the power action, count (at least 2: both ends).
+        shares: values of the server_share action, each in [0, 1].
+    """
+
+    def __init__(self, cfg: ScenarioConfig, feedback: LearnedFeedback, steps_grid: int = 10, power_grid: int = 5,
+                 shares: tuple[float, ...] = (1.0, 0.8, 0.5)) -> None:
+        if steps_grid < 2 or power_grid < 2:
+            raise ValueError(f"steps_grid and power_grid must be at least 2, got {steps_grid} and {power_grid}")
+        if not shares or not all(0.0 <= s <= 1.0 for s in shares):
+            raise ValueError(f"shares must be a non-empty tuple of values in [0, 1], got {shares}")
+        if feedback.weights is None:
+            raise ValueError("OptimumPolicy needs a fitted feedback model (LearnedFeedback with weights)")
+        self.cfg = cfg
+        self.feedback = feedback
+        self.share_j = _share_j(cfg)
+        self.candidates = np.array([(a_t, s, a_p) for a_t in np.linspace(0.0, 1.0, steps_grid) for s in shares
+                                    for a_p in np.linspace(0.0, 1.0, power_grid)])
+        self.model: CityBlock | None = None
+
+    def bind(self, model: CityBlock) -> None:
+        """Plan on this block's requests, users, channel and GPU servers (call before `predict`)."""
+        self.model = model
+
+    def predict(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
+        """The best candidate for each of the base station's pending requests, whose rows `obs` are.
+
+        Raises:
+            RuntimeError: not bound to a model.
+            ValueError: `obs` does not describe `model.base_station.pending()`, row by row.
+        """
+        model = self._bound()
+        requests = model.base_station.pending()
+        obs = np.asarray(obs, dtype=float)
+        if obs.shape != (len(requests), len(OBS_FEATURES)):
+            raise ValueError(f"OptimumPolicy got observations of shape {obs.shape} for {len(requests)} pending "
+                             f"requests; it needs one row per request of model.base_station.pending(), in order")
+        seen = model.base_station.observe(requests)
+        if not np.allclose(obs, seen, rtol=1e-5, atol=1e-6):
+            raise ValueError("OptimumPolicy got observation rows that do not describe model.base_station.pending(), "
+                             "in order; the policy must be asked before the pending requests leave the inbox")
+        action = np.zeros((len(requests), len(ACTION_FEATURES)))
+        for i, (request, row) in enumerate(zip(requests, seen)):
+            rewards = [self._forecast(request, row, a).reward for a in self.candidates]
+            action[i] = self.candidates[int(np.argmax(rewards))]
+        return action
+
+    def forecast(self, request: ImageRequest, action: np.ndarray) -> Forecast:
+        """What the search expects of `request` under the action row `action`, as of now."""
+        return self._forecast(request, self._bound().base_station.observe([request])[0], action)
+
+    def predicted_reward(self, request: ImageRequest, action: np.ndarray) -> float:
+        """The reward the search expects of `request` under the action row `action`."""
+        return self.forecast(request, action).reward
+
+    def _bound(self) -> CityBlock:
+        if self.model is None:
+            raise RuntimeError("OptimumPolicy is not bound to a model: call bind(model) with the CityBlock it "
+                               "allocates for before predict()")
+        return self.model
+
+    def _forecast(self, request: ImageRequest, row: np.ndarray, action: np.ndarray) -> Forecast:
+        model, cfg = self._bound(), self.cfg
+        bs = cfg.base_station
+        a_t, share, a_p = (float(a) for a in action)
+        total = int(round(bs.min_steps + a_t * (bs.max_steps - bs.min_steps)))
+        server_steps = int(round(total * share))
+        device_steps = total - server_steps
+        power_w = cfg.radio.min_power_w + a_p * (cfg.radio.max_power_w - cfg.radio.min_power_w)
+
+        servers = model.gpu_servers
+        k = min(range(len(servers)), key=lambda j: servers[j].queued_steps * servers[j].compute.step_latency_s(1))
+        engine = servers[k].compute
+        cooperative = server_steps > 0 and isinstance(engine, CooperativeRender)
+        payload_bits = engine.latent_bits if cooperative and device_steps > 0 else cfg.radio.payload_bits
+        gain = 10.0 ** (row[OBS_FEATURES.index("gain_db")] / 10.0)
+        tx_s = payload_bits / float(shannon_rate_bps(power_w, gain, cfg.radio))
+        gpu_s = row[OBS_FEATURES.index("gpu_backlog_s")] + server_steps * engine.step_latency_s(1) \
+            if server_steps > 0 else 0.0
+        wait_s = float(row[OBS_FEATURES.index("age_s")] + gpu_s + tx_s + device_steps * cfg.phone.step_latency_s)
+        sharpness, fidelity = engine.table.assess(total) if cooperative else model.quality.assess(total)
+
+        persona = model.users_by_id[request.user_id].persona
+        rating = self.feedback.predict(persona, Delivery(request.prompt, total, sharpness, fidelity, wait_s))
+        qoe = (rating - 1.0) / 4.0
+        energy_j = server_steps * cfg.gpu_servers[k].step_energy_j + power_w * tx_s
+        reward = qoe - bs.energy_penalty * max(0.0, energy_j - self.share_j) / bs.energy_budget_j_per_slot
+        return Forecast(server_steps=server_steps, device_steps=device_steps, power_w=power_w, wait_s=wait_s,
+                        sharpness=sharpness, fidelity=fidelity, rating=rating, qoe=qoe, energy_j=energy_j,
+                        reward=reward)

@@ -20,7 +20,7 @@ from scenarios.live import LiveView
 from scenarios.loader import SHIPPED, ScenarioError, load_scenario, parse_scenario
 from scenarios.reference import reference_markdown, shipped_scenarios
 from scenarios.report import Report, SheetSampler, ascii_only, summary_lines, summary_table, write_report
-from scenarios.run import POLICIES, FeedbackFailed, default_run_dir, run_scenario
+from scenarios.run import LEARNERS, POLICIES, FeedbackFailed, default_run_dir, run_scenario
 from world.city import CityBlock
 from world.config import ScenarioConfig
 from world.llm import LlmSetupError
@@ -66,8 +66,8 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
                         help=f"the base station's policy, one of: {', '.join(POLICIES)} "
                              f"(default: the scenario's base_station.policy)")
     parser.add_argument("--checkpoint", type=Path, metavar="PATH",
-                        help="saved learner weights for the policy to start from; refused by the heuristic "
-                             "policies (fixed, random), which have none")
+                        help="trained weights for a learner (gddpg, ddpg): a policy.pt written by "
+                             "`python -m scenarios.train` (default: the scenario's base_station.checkpoint)")
     parser.add_argument("--out", type=Path, metavar="DIR",
                         help="run folder (default: runs/<name>-<date>-<time>-seed<S>)")
     parser.add_argument("--force", action="store_true", help="replace the run in an existing --out folder")
@@ -87,15 +87,21 @@ def scenario_path(name_or_path: str | Path) -> Path:
 
 
 def with_options(cfg: ScenarioConfig, policy: str | None, checkpoint: Path | None) -> ScenarioConfig:
-    """The scenario with --policy applied; --checkpoint checked against the policy."""
-    if policy is not None:
-        cfg = cfg.model_copy(update={"base_station": cfg.base_station.model_copy(update={"policy": policy})})
+    """The scenario with --policy and --checkpoint applied; a checkpoint only goes with a learner."""
+    bs = cfg.base_station
+    if policy is not None and policy != bs.policy:
+        # another policy than the scenario's: the scenario's checkpoint belongs to its own policy
+        bs = bs.model_copy(update={"policy": policy, "checkpoint": None})
     if checkpoint is not None:
-        raise ScenarioError(
-            f"--checkpoint {checkpoint}: policy '{cfg.base_station.policy}' does not load checkpoints: "
-            f"the available policies ({', '.join(POLICIES)}) are heuristics that do not learn; "
-            f"checkpoints apply once a learning policy exists. Run without --checkpoint.")
-    return cfg
+        if bs.policy not in LEARNERS:
+            raise ScenarioError(
+                f"--checkpoint {checkpoint}: policy '{bs.policy}' is a heuristic and loads no weights; "
+                f"checkpoints belong to the learners ({', '.join(LEARNERS)}): add --policy gddpg or --policy ddpg")
+        if not checkpoint.is_file():
+            raise ScenarioError(f"--checkpoint {checkpoint}: no such file; give a checkpoint written by "
+                                f"`python -m scenarios.train` (its run folder's policy.pt)")
+        bs = bs.model_copy(update={"checkpoint": str(checkpoint.resolve())})
+    return cfg.model_copy(update={"base_station": bs})
 
 
 def _run(path: Path, args: argparse.Namespace) -> int:

@@ -26,12 +26,14 @@ import yaml
 from agents.base_station import AllocationPolicy
 from agents.persona import TRAITS
 from agents.request import ImageRequest
-from policies.heuristics import FixedPolicy, RandomPolicy
-from scenarios.loader import ScenarioError
+from policies.ddpg import DDPG, CheckpointError
+from policies.gddpg import GDDPG
+from policies.heuristics import FixedPolicy, GreedyPolicy, OptimumPolicy, RandomPolicy
+from scenarios.loader import SHIPPED, ScenarioError
 from world.city import SLOT_METRICS, CityBlock
 from world.config import ScenarioConfig
 from world.feedback import FeedbackCache, FeedbackPool
-from world.feedback_model import LearnedFeedback
+from world.feedback_model import FeedbackFitError, LearnedFeedback, load_fit
 from world.llm import EMBEDDED_MODELS, build_backends
 
 USER_FIELDS = ("user_id", "index", "name", "persona", *TRAITS, "speed_mps")
@@ -41,12 +43,42 @@ REQUEST_FIELDS = (*ImageRequest(request_id=0, user_id=0, persona="", prompt="", 
                   *RENDER_FIELDS)
 
 
-POLICIES = ("fixed", "random")     # what `base_station.policy` and --policy accept
+POLICIES = ("gddpg", "ddpg", "greedy", "optimum", "fixed", "random")   # what base_station.policy and --policy accept
+LEARNERS = {"gddpg": GDDPG, "ddpg": DDPG}
 
 
-def make_policy(cfg: ScenarioConfig, seed: int) -> AllocationPolicy:
-    """The base station's policy named in the scenario."""
-    if cfg.base_station.policy == "random":
+def make_policy(cfg: ScenarioConfig, seed: int,
+                feedback: FeedbackPool | LearnedFeedback | None = None) -> AllocationPolicy:
+    """The base station's policy named in the scenario.
+
+    A learner (gddpg, ddpg) loads `base_station.checkpoint` when it names one, else starts untrained.
+    'optimum' plans on the learned persona-feedback model: the run's own when feedback is learned,
+    else the scenario's `feedback.learned_start` fit; call its `bind(model)` once the block exists.
+    """
+    name = cfg.base_station.policy
+    if name in LEARNERS:
+        if cfg.base_station.checkpoint is None:
+            return LEARNERS[name](seed=seed)
+        path = resolve_shipped(cfg.base_station.checkpoint, "base_station.checkpoint")
+        try:
+            learner, _ = LEARNERS[name].from_checkpoint(path)
+        except CheckpointError as exc:
+            raise ScenarioError(f"base_station.checkpoint: {exc}") from None
+        return learner
+    if name == "greedy":
+        return GreedyPolicy(cfg)
+    if name == "optimum":
+        if not isinstance(feedback, LearnedFeedback):
+            if not cfg.feedback.learned_start:
+                raise ScenarioError("policy 'optimum' plans on the learned persona-feedback model: set "
+                                    "feedback.learned_start (make a fit with `python -m scenarios.fit_feedback`)")
+            try:
+                start = load_fit(resolve_shipped(cfg.feedback.learned_start, "feedback.learned_start"))
+            except FeedbackFitError as exc:
+                raise ScenarioError(f"feedback.learned_start: {exc}") from None
+            feedback = LearnedFeedback(None, np.random.default_rng([seed, 3]), 0.0, 30, start=start)
+        return OptimumPolicy(cfg, feedback)
+    if name == "random":
         return RandomPolicy(np.random.default_rng([seed, 1]))
     return FixedPolicy()
 
@@ -60,6 +92,15 @@ def make_feedback(cfg: ScenarioConfig, seed: int) -> tuple[FeedbackPool | Learne
     fcfg = cfg.feedback
     if fcfg.mode == "silent":
         return None, lambda: None
+    start = None
+    if fcfg.learned_start:
+        try:
+            start = load_fit(resolve_shipped(fcfg.learned_start, "feedback.learned_start"))
+        except FeedbackFitError as exc:
+            raise ScenarioError(f"feedback.learned_start: {exc}") from None
+    if fcfg.mode == "learned" and start is not None and fcfg.learned_live_share == 0:
+        frozen = LearnedFeedback(None, np.random.default_rng([seed, 2]), 0.0, fcfg.learned_min_pairs, start=start)
+        return frozen, frozen.close
     backends, close_backends = build_backends(fcfg.llm, fcfg.instances)
     sampling = fcfg.llm.model_dump(include={"temperature", "top_logprobs", "max_tokens", "max_retries"})
     cache = FeedbackCache(fcfg.cache) if fcfg.cache else None
@@ -69,13 +110,24 @@ def make_feedback(cfg: ScenarioConfig, seed: int) -> tuple[FeedbackPool | Learne
     engine: FeedbackPool | LearnedFeedback = pool
     if fcfg.mode == "learned":
         engine = LearnedFeedback(pool, np.random.default_rng([seed, 2]), fcfg.learned_live_share,
-                                 fcfg.learned_min_pairs)
+                                 fcfg.learned_min_pairs, start=start)
 
     def close() -> None:
         engine.close()
         close_backends()
 
     return engine, close
+
+
+def resolve_shipped(name: str, field: str) -> Path:
+    """A file named in a scenario: as given (relative to the working folder), else beside the shipped scenarios."""
+    path = Path(name)
+    if path.is_file() or path.is_absolute():
+        return path
+    beside = SHIPPED / path
+    if beside.is_file():
+        return beside
+    raise ScenarioError(f"{field}: '{name}' does not exist here or in {SHIPPED}; give a path to an existing file")
 
 
 def default_run_dir(cfg: ScenarioConfig, seed: int) -> Path:
@@ -197,12 +249,17 @@ def run_scenario(cfg: ScenarioConfig, steps: int | None = None, seed: int | None
     if steps < 1:
         raise ScenarioError(f"--steps must be at least 1, got {steps}")
     cfg = cfg.model_copy(update={"seed": seed, "slots": steps})
+    # a bad checkpoint is refused before the run folder is touched ('optimum' needs the feedback first)
+    policy = make_policy(cfg, seed) if cfg.base_station.policy != "optimum" else None
     out = prepare_run_dir(out or default_run_dir(cfg, seed), force)
     write_atomic(out / "config.yaml", yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
 
     log(f"running {cfg.name}: {steps} slots of {cfg.slot_s:g} s, seed {seed}, run folder {out}")
     feedback, close_feedback = make_feedback(cfg, seed)
-    model = CityBlock(cfg, make_policy(cfg, seed), feedback=feedback)
+    policy = policy or make_policy(cfg, seed, feedback)
+    model = CityBlock(cfg, policy, feedback=feedback)
+    if hasattr(policy, "bind"):
+        policy.bind(model)
     write_users(out / "users.csv", model)
     writer = RunWriter(out)
     issued = delivered = rated = invalid = failed = 0

@@ -101,18 +101,20 @@ def test_observation_rows() -> None:
     while not spy.seen:
         model.step()
     obs = spy.seen[0]
-    assert obs.shape == (len(obs), len(OBS_FEATURES)) and len(OBS_FEATURES) == 4
+    assert obs.shape == (len(obs), len(OBS_FEATURES)) and len(OBS_FEATURES) == 6
     assert np.all(np.isfinite(obs))
     assert np.all((obs[:, 1] >= 0) & (obs[:, 1] <= math.hypot(200, 200)))
     assert np.all(obs[:, 2] == 0.0)                          # nothing queued before the first allocation
     assert np.all((obs[:, 3] > 0) & (obs[:, 3] <= BASE.slot_s))   # issued during the last slot
+    assert np.all(obs[:, 4] == 0.5)                          # no user has answered yet
+    assert np.all(obs[:, 5] == len(obs))                     # requests decided together in this slot
     # a fresh request now: its row is the radio's view of its user
     user = model.user_list[3]
     r = user.request_image()
     row = model.base_station.observe([r])[0]
     assert row[0] == pytest.approx(10 * math.log10(model.radio.gain[user.index]))
     assert row[1] == pytest.approx(model.radio.distance_m[user.index])
-    assert row[3] == 0.0
+    assert row[3] == 0.0 and row[5] == 1
     model.radio.redraw(model.positions_m())
     assert row[1] == pytest.approx(math.dist(user.pos_m, BASE.base_station.position_m))
 

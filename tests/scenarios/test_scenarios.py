@@ -99,19 +99,23 @@ def test_reference_in_the_readme_is_up_to_date() -> None:
         assert f"`{field}`" in readme
 
 
-def test_policy_option_is_applied_and_checkpoint_is_refused(tmp_path: Path,
+def test_policy_option_is_applied_and_checkpoint_is_checked(tmp_path: Path,
                                                             capsys: pytest.CaptureFixture[str]) -> None:
     silent = str(silent_copy(tmp_path))
     assert main(["run", silent, "--steps", "2", "--policy", "random", "--out", str(tmp_path / "r")]) == 0
-    assert yaml.safe_load((tmp_path / "r" / "config.yaml").read_text())["base_station"]["policy"] == "random"
+    saved = yaml.safe_load((tmp_path / "r" / "config.yaml").read_text())["base_station"]
+    assert saved["policy"] == "random" and saved["checkpoint"] is None
     ckpt = tmp_path / "actor.pt"
     ckpt.write_bytes(b"")
-    assert main(["run", silent, "--checkpoint", str(ckpt), "--out", str(tmp_path / "c")]) == 2
+    assert main(["run", silent, "--policy", "fixed", "--checkpoint", str(ckpt), "--out", str(tmp_path / "c")]) == 2
     err = capsys.readouterr().err
-    assert "does not load checkpoints" in err and err.count("\n") == 1
+    assert "heuristic" in err and err.count("\n") == 1
+    assert main(["run", silent, "--policy", "gddpg", "--checkpoint", str(ckpt), "--out", str(tmp_path / "c")]) == 2
+    err = capsys.readouterr().err
+    assert "corrupted or not a checkpoint" in err and err.count("\n") == 1
     assert not (tmp_path / "c").exists()
     with pytest.raises(SystemExit) as stop:
-        main(["run", silent, "--policy", "ddpg"])
+        main(["run", silent, "--policy", "sac"])
     assert stop.value.code == 2 and "invalid choice" in capsys.readouterr().err
 
 

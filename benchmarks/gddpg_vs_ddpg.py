@@ -1,0 +1,132 @@
+"""G-DDPG against DDPG and the heuristics on one scenario, with the same feedback for all.
+
+    python benchmarks/gddpg_vs_ddpg.py [--scenario city_block] [--episodes 100] [--seeds 5] [--workers 2]
+
+Every policy is trained (or, for a heuristic, run) for the same episodes with 5 seeds through
+`scenarios.train`, with `--feedback frozen`: the scenario's persona-feedback model, fitted on
+real LLM answers (`scenarios/feedback_fits/`), rates every delivery, so every policy and seed
+is judged by the same users. Images are profiled from the real model's measured quality tables.
+
+Prints, per policy, the mean over seeds of the last 20% of episodes: total QoE per slot (with a
+95% confidence interval over seeds, Student t), reward per slot, service energy per slot, energy
+over the budget, steps and power; then the G-DDPG / DDPG ratio and the wall time of one training
+run. Saves the learning curves (mean over seeds, band = 95% CI) as gddpg_vs_ddpg.png in --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+POLICIES = ("gddpg", "ddpg", "greedy", "fixed", "random")
+# two-sided 95% Student t quantiles by degrees of freedom
+T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
+
+
+def one_run(args: tuple[str, str, int, int, str]) -> tuple[str, int, list[dict[str, float]], float]:
+    scenario, policy, seed, episodes, out = args
+    from scenarios.cli import scenario_path
+    from scenarios.train import TrainOptions, train
+
+    started = time.perf_counter()
+    opts = TrainOptions(policy=policy, episodes=episodes, seed=seed, feedback="frozen")
+    curve = train(scenario_path(scenario), opts, Path(out) / f"{policy}-seed{seed}", force=True)
+    return policy, seed, curve, time.perf_counter() - started
+
+
+def ci95(values: list[float]) -> float:
+    """Half-width of the 95% confidence interval of the mean (Student t over seeds)."""
+    if len(values) < 2:
+        return math.nan
+    return T95.get(len(values) - 1, 1.96) * statistics.stdev(values) / math.sqrt(len(values))
+
+
+def tail_mean(curve: list[dict[str, float]], key: str) -> float:
+    tail = curve[-max(1, len(curve) // 5):]
+    return float(np.nanmean([r[key] for r in tail]))
+
+
+def plot(curves: dict[str, list[list[dict[str, float]]]], path: Path, key: str, label: str) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(8, 4.5), dpi=110)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    for policy, runs in curves.items():
+        values = np.array([[r[key] for r in run] for run in runs])
+        mean = values.mean(axis=0)
+        half = np.array([ci95(list(col)) for col in values.T]) if len(runs) > 1 else np.zeros_like(mean)
+        episodes = np.arange(1, values.shape[1] + 1)
+        ax.plot(episodes, mean, label=policy)
+        ax.fill_between(episodes, mean - half, mean + half, alpha=0.2)
+    ax.set_xlabel("episode")
+    ax.set_ylabel(label)
+    ax.legend(fontsize=8)
+    ax.set_title(f"{label}: mean over {len(next(iter(curves.values())))} seeds, band 95% CI")
+    fig.tight_layout()
+    fig.savefig(path)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--scenario", default="city_block")
+    parser.add_argument("--episodes", type=int, default=100)
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--workers", type=int, default=2, help="training runs side by side (processes)")
+    parser.add_argument("--policies", default=",".join(POLICIES))
+    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "bench-gddpg-vs-ddpg")
+    args = parser.parse_args()
+    policies = args.policies.split(",")
+    jobs = [(args.scenario, p, s, args.episodes, str(args.out)) for p in policies for s in range(args.seeds)]
+    started = time.perf_counter()
+    results: dict[str, list[tuple[int, list[dict[str, float]], float]]] = {p: [] for p in policies}
+    with ProcessPoolExecutor(max_workers=args.workers) as pool:
+        for policy, seed, curve, wall in pool.map(one_run, jobs):
+            results[policy].append((seed, curve, wall))
+            print(f"  {policy} seed {seed}: {wall:.0f} s, last-20% total QoE/slot {tail_mean(curve, 'total_qoe_per_slot'):.3f}",
+                  flush=True)
+    print(f"\n{args.scenario}: {args.episodes} episodes x {args.seeds} seeds per policy, feedback frozen "
+          f"(the same fitted persona model for all), {args.workers} runs side by side, {time.perf_counter() - started:.0f} s")
+    header = (f"{'policy':<8} {'total QoE/slot':>20} {'reward/slot':>12} {'energy J/slot':>14} {'over budget J':>14} "
+              f"{'QoE/request':>12} {'steps':>6} {'power W':>8} {'wall s/run':>11}")
+    print(header)
+    print("-" * len(header))
+    summary: dict[str, float] = {}
+    for policy in policies:
+        runs = results[policy]
+        qoe = [tail_mean(c, "total_qoe_per_slot") for _, c, _ in runs]
+        summary[policy] = float(np.mean(qoe))
+        print(f"{policy:<8} {np.mean(qoe):>11.4f} +- {ci95(qoe):<6.4f} "
+              f"{np.mean([tail_mean(c, 'reward_per_slot') for _, c, _ in runs]):>12.4f} "
+              f"{np.mean([tail_mean(c, 'energy_j_per_slot') for _, c, _ in runs]):>14.1f} "
+              f"{np.mean([tail_mean(c, 'over_budget_j_per_slot') for _, c, _ in runs]):>14.1f} "
+              f"{np.mean([tail_mean(c, 'mean_qoe') for _, c, _ in runs]):>12.4f} "
+              f"{np.mean([tail_mean(c, 'mean_steps') for _, c, _ in runs]):>6.1f} "
+              f"{np.mean([tail_mean(c, 'mean_power_w') for _, c, _ in runs]):>8.2f} "
+              f"{np.mean([w for _, _, w in runs]):>11.0f}")
+    if "gddpg" in summary and "ddpg" in summary:
+        rewards = {p: float(np.mean([tail_mean(c, 'reward_per_slot') for _, c, _ in results[p]]))
+                   for p in ("gddpg", "ddpg")}
+        print(f"\nG-DDPG / DDPG total QoE per slot: {summary['gddpg'] / summary['ddpg']:.3f} (target >= 1.15); "
+              f"reward per slot: {rewards['gddpg'] / rewards['ddpg']:.3f}")
+    curves = {p: [c for _, c, _ in sorted(results[p], key=lambda r: r[0])] for p in policies}
+    args.out.mkdir(parents=True, exist_ok=True)
+    plot(curves, args.out / "gddpg_vs_ddpg.png", "reward_per_slot", "reward per slot (total QoE - energy penalty)")
+    plot(curves, args.out / "gddpg_vs_ddpg_qoe.png", "total_qoe_per_slot", "total QoE per slot")
+    print(f"learning curves: {args.out / 'gddpg_vs_ddpg.png'}, {args.out / 'gddpg_vs_ddpg_qoe.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

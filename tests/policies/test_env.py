@@ -1,0 +1,110 @@
+"""The Gymnasium environment over CityBlock: interface, layout, reward and per-request outcomes."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+from agents.base_station import ACTION_FEATURES, OBS_FEATURES
+from policies.env import AllocationEnv
+from tests.shipped import ROOT, shipped
+from world.feedback_model import LearnedFeedback, load_fit
+
+FIT = ROOT / "scenarios" / "feedback_fits" / "city_block.json"
+
+
+def frozen_feedback() -> LearnedFeedback:
+    """The shipped persona-feedback fit, frozen: every answer predicted, no LLM."""
+    return LearnedFeedback(None, np.random.default_rng(0), 0.0, 30, start=load_fit(FIT))
+
+
+def make_env(changes: dict | None = None, max_requests: int = 8) -> AllocationEnv:
+    cfg = shipped({"slots": 40, "feedback": {"mode": "learned", "learned_live_share": 0.0}, **(changes or {})})
+    return AllocationEnv(cfg, frozen_feedback(), max_requests)
+
+
+def test_passes_gymnasium_env_checker() -> None:
+    env = make_env()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*infinity.*")   # gains and queues have no natural bound
+        check_env(env, skip_render_check=True)
+
+
+def test_spaces_follow_the_documented_layout() -> None:
+    env = make_env(max_requests=5)
+    assert env.observation_space.shape == (5, len(OBS_FEATURES) + 1)
+    assert env.action_space.shape == (5, len(ACTION_FEATURES))
+    assert float(env.action_space.low.min()) == 0.0 and float(env.action_space.high.max()) == 1.0
+
+
+def test_mask_marks_waiting_requests_and_rows_match_the_base_station() -> None:
+    env = make_env({"users": {"request_rate_per_s": 0.5}}, max_requests=4)
+    obs, _ = env.reset(seed=3)
+    seen_full = False
+    for _ in range(10):
+        pending = env.model.base_station.pending()
+        mask = obs[:, -1]
+        assert mask.sum() == len(pending) <= 4
+        assert np.all(obs[mask == 0] == 0)
+        if pending:
+            rows = env.model.base_station.observe(pending)
+            np.testing.assert_allclose(obs[:len(pending), :-1], rows, rtol=1e-5)
+        seen_full |= len(pending) == 4 and len(env.model.base_station.inbox) > 4
+        obs, *_ = env.step(np.full(env.action_space.shape, 0.5, dtype=np.float32))
+    assert seen_full, "at 0.5 requests per user per second some slots must hold more requests than rows"
+
+
+def test_reward_is_total_qoe_minus_the_energy_penalty() -> None:
+    env = make_env({"base_station": {"energy_budget_j_per_slot": 50.0, "energy_penalty": 2.0}})
+    env.reset(seed=1)
+    penalised = False
+    for _ in range(40):
+        _, reward, terminated, truncated, info = env.step(np.ones(env.action_space.shape, dtype=np.float32))
+        expected = info["total_qoe"] - 2.0 * info["over_budget_j"] / 50.0
+        assert reward == pytest.approx(expected)
+        penalised |= info["over_budget_j"] > 0
+        assert not terminated
+    assert penalised and truncated
+
+
+def test_outcomes_carry_the_decision_and_its_reward_share() -> None:
+    env = make_env({"slots": 60})
+    env.reset(seed=2)
+    outcomes = []
+    action = np.tile(np.array([0.3, 1.0, 0.8], dtype=np.float32), (8, 1))
+    done = False
+    while not done:
+        _, _, _, done, _ = env.step(action)
+        outcomes += env.outcomes
+    assert outcomes, "a minute of the block rates some requests"
+    for o in outcomes:
+        np.testing.assert_allclose(o.action, [0.3, 1.0, 0.8], rtol=1e-6)
+        assert o.obs.shape == (len(OBS_FEATURES),)
+        assert 0.0 <= o.qoe <= 1.0
+        penalty = max(0.0, o.energy_j - env.share_j) / env.budget_j
+        assert o.reward == pytest.approx(o.qoe - penalty)
+
+
+def test_same_seed_same_episode() -> None:
+    rewards = []
+    for _ in range(2):
+        env = make_env()
+        env.reset(seed=11)
+        rng = np.random.default_rng(0)
+        rewards.append([env.step(rng.uniform(size=env.action_space.shape).astype(np.float32))[1] for _ in range(30)])
+    assert rewards[0] == rewards[1] and sum(rewards[0]) > 0
+
+
+def test_step_refuses_non_finite_actions_and_runs_only_after_reset() -> None:
+    env = make_env()
+    with pytest.raises(RuntimeError, match="reset"):
+        env.step(np.zeros(env.action_space.shape, dtype=np.float32))
+    env.reset(seed=0)
+    bad = np.zeros(env.action_space.shape, dtype=np.float32)
+    bad[0, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        env.step(bad)

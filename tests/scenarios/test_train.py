@@ -1,0 +1,112 @@
+"""`python -m scenarios.train`: run folder, checkpoints, resume, learning curve, bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from policies.ddpg import DDPG, read_checkpoint
+from scenarios.cli import main as run_main
+from scenarios.train import main
+from tests.shipped import CITY_BLOCK
+
+
+def short_block(tmp_path: Path, slots: int = 30) -> str:
+    """The shipped city block with short episodes and silent users outside training (training sets its feedback)."""
+    text = CITY_BLOCK.read_text()
+    assert "slots: 120" in text and "  render: real" in text
+    path = tmp_path / "block.yaml"
+    text = text.replace("slots: 120", f"slots: {slots}", 1).replace("  render: real", "  render: profile", 1)
+    text = text.replace("  mode: live", "  mode: silent", 1)
+    path.write_text(text.replace("learned_start: feedback_fits/", f"learned_start: {CITY_BLOCK.parent}/feedback_fits/"))
+    return str(path)
+
+
+def curve(out: Path) -> list[dict[str, str]]:
+    with (out / "curve.csv").open() as f:
+        return list(csv.DictReader(f))
+
+
+def train(tmp_path: Path, *extra: str, policy: str = "ddpg", episodes: int = 2, out: Path | None = None) -> int:
+    out = out or tmp_path / "run"
+    return main([short_block(tmp_path), "--policy", policy, "--episodes", str(episodes), "--seed", "3",
+                 "--feedback", "frozen", "--out", str(out), "--no-progress", "--checkpoint-every", "1", *extra])
+
+
+def test_training_writes_the_run_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert train(tmp_path, episodes=3) == 0
+    out = tmp_path / "run"
+    rows = curve(out)
+    assert [int(float(r["episode"])) for r in rows] == [0, 1, 2]
+    assert all(float(r["requests_rated"]) > 0 for r in rows)
+    assert int(float(rows[-1]["updates"])) > 0, "by the third episode the buffer holds a batch and the learner updates"
+    for name in ("config.yaml", "train.json", "policy.pt", "checkpoints/last.pt", "learning_curve.png"):
+        assert (out / name).is_file(), name
+    record = json.loads((out / "train.json").read_text())
+    assert record["policy"] == "ddpg" and record["feedback"] == "frozen"
+    assert record["feedback_mode"] == "learned" and record["learned_live_share"] == 0.0
+    assert "buffer" not in torch.load(out / "policy.pt", weights_only=True)
+    assert "episode 3/3" in capsys.readouterr().out
+
+
+def test_resume_continues_from_the_saved_step(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    assert train(tmp_path, episodes=3, out=out) == 0
+    saved = read_checkpoint(out / "checkpoints" / "last.pt")
+    first = curve(out)
+    assert train(tmp_path, "--resume", episodes=5, out=out) == 0
+    rows = curve(out)
+    assert [int(float(r["episode"])) for r in rows] == [0, 1, 2, 3, 4]
+    assert rows[:3] == first, "resuming keeps the finished episodes as they were"
+    resumed = read_checkpoint(out / "checkpoints" / "last.pt")
+    assert resumed["extra"]["episode"] == 4
+    assert resumed["updates"] == saved["updates"] + sum(int(float(r["updates"])) for r in rows[3:])
+    assert len(resumed["buffer"]["reward"]) > len(saved["buffer"]["reward"])
+
+
+def test_heuristics_run_the_same_episodes_without_weights(tmp_path: Path) -> None:
+    assert train(tmp_path, policy="fixed", episodes=1) == 0
+    out = tmp_path / "run"
+    assert len(curve(out)) == 1 and not (out / "policy.pt").exists()
+    assert float(curve(out)[0]["mean_steps"]) == 50.0
+
+
+def test_bad_input_exits_2_and_keeps_what_is_there(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stop:
+        main([short_block(tmp_path), "--policy", "sac"])
+    assert stop.value.code == 2 and "invalid choice" in capsys.readouterr().err
+    out = tmp_path / "run"
+    assert train(tmp_path, episodes=1) == 0
+    before = (out / "curve.csv").read_bytes()
+    assert train(tmp_path, episodes=1) == 2
+    assert "already holds files" in capsys.readouterr().err
+    assert (out / "curve.csv").read_bytes() == before
+    (out / "checkpoints" / "last.pt").write_bytes(b"garbage")
+    assert train(tmp_path, "--resume", episodes=2) == 2
+    err = capsys.readouterr().err
+    assert "corrupted" in err and err.count("\n") == 1
+    assert (out / "curve.csv").read_bytes() == before
+    assert train(tmp_path, "--resume", policy="gddpg", episodes=2) == 2
+    assert "trains ddpg" in capsys.readouterr().err
+
+
+def test_city_block_runs_a_trained_base_station(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert train(tmp_path, episodes=2) == 0
+    policy = tmp_path / "run" / "policy.pt"
+    block = short_block(tmp_path)
+    out = tmp_path / "sim"
+    assert run_main(["run", block, "--steps", "3", "--policy", "ddpg", "--checkpoint", str(policy), "--out", str(out),
+                     "--no-live"]) == 0
+    assert Path(json.loads(json.dumps(__import__("yaml").safe_load((out / "config.yaml").read_text())))
+                ["base_station"]["checkpoint"]) == policy.resolve()
+    assert run_main(["run", block, "--steps", "3", "--policy", "gddpg", "--checkpoint", str(policy),
+                     "--out", str(tmp_path / "wrong"), "--no-live"]) == 2
+    assert "policy 'ddpg', not 'gddpg'" in capsys.readouterr().err
+    assert run_main(["run", block, "--steps", "3", "--policy", "fixed", "--checkpoint", str(policy),
+                     "--out", str(tmp_path / "fixed"), "--no-live"]) == 2
+    assert "heuristic" in capsys.readouterr().err
+    assert isinstance(DDPG.from_checkpoint(policy)[0], DDPG)
