@@ -53,7 +53,7 @@ class BaseStation(mesa.Agent):
 
     Args:
         model: the model; provides `env`, `radio`, `gpu_servers`, `phone`,
-            `quality`, `users_by_id` and `deliver`.
+            `quality`, `users_by_id`, `book_energy` and `deliver`.
         position_m: coordinates, m.
         policy: the allocation policy.
         limits: bounds of the actions.
@@ -93,12 +93,13 @@ class BaseStation(mesa.Agent):
 
     def allocate(self) -> list[ImageRequest]:
         """Decide steps, split and power for every waiting request, then dispatch them."""
-        cap = len(self.inbox) if self.max_per_slot is None else self.max_per_slot
-        requests, self.inbox = self.inbox[:cap], self.inbox[cap:]
+        requests = list(self.pending())
         if not requests:
             return []
         obs = self.observe(requests)
+        # the policy is asked while the requests still wait: a planner may look them up in pending()
         action = np.asarray(self.policy.predict(obs, deterministic=self.deterministic), dtype=float)
+        self.inbox = self.inbox[len(requests):]
         expected = (len(requests), len(ACTION_FEATURES))
         if action.shape != expected or not np.all((action >= 0) & (action <= 1)):
             span = f" with range [{action.min():.3g}, {action.max():.3g}]" if action.size else ""
@@ -143,6 +144,7 @@ class BaseStation(mesa.Agent):
         request.rate_bps, request.gain = transfer.rate_bps, transfer.gain
         request.tx_s, request.tx_energy_j = transfer.end_s - transfer.start_s, transfer.energy_j
         self.tx_energy_j += transfer.energy_j
+        self.model.book_energy(request, transfer.energy_j)
         if request.device_steps > 0:
             request.state = RequestState.FINISHING
             phone = self.model.phone

@@ -101,6 +101,8 @@ class GpuServer(mesa.Agent):
             yield env.timeout(start + timing.busy_s - env.now)
             self.busy_s += timing.busy_s
             self.energy_j += sum(timing.energy_j)
+            for r, energy in zip(batch, timing.energy_j):
+                self.model.book_energy(r, energy)
             self.batches += 1
             self.requests_served += len(batch)
             self._batch_started_s = None

@@ -51,6 +51,7 @@ class ImageRequest:
     tx_energy_j: float = float("nan")
     server_energy_j: float = 0.0
     device_energy_j: float = 0.0
+    energy_penalty: float = 0.0           # its share of the penalties of the slots its energy went over budget in
     sharpness: float = float("nan")       # of the delivered image, 0-1
     fidelity: float = float("nan")        # match to the prompt, 0-1
     feedback_s: float = float("nan")      # the user answered

@@ -19,16 +19,21 @@ Reward: total QoE the personas reported in the slot (each rating mapped to [0, 1
     `energy_penalty * over_budget_j / energy_budget_j_per_slot`, where over_budget_j is the
     GPU + radio energy of the slot above the budget. Answers come seconds after a decision, so
     the reward of a slot is for decisions of earlier slots.
-terminated: never (the block does not end); truncated: after `slots` slots.
+terminated: never (the block does not end); truncated: after `slots` slots. The last step then runs
+    the clock on, deciding nothing new, until every decided request has been rated (at most
+    DRAIN_S): their QoE and energy count in that step's reward (and `info` says how much, under
+    drain_*), so a policy is not judged by where the episode happens to cut its answers off.
 info: diagnostics only (the slot's own metrics of `world.city.SLOT_METRICS`, those that are defined:
     a mean over no requests is left out); nothing in it is meant to be learned from.
 
 For learners that assign credit per request, `outcomes` holds, after every step, one
 `Outcome` per request rated during the slot: the observation row and the action it was decided
-with, its QoE, its energy and its reward share `qoe - energy_penalty * max(0, energy_j - share_j)
-/ budget_j`, where share_j is the per-request share of the slot budget (budget / expected requests
-per slot, at most the whole budget). This is how `scenarios.train` trains: each request is a
-one-step decision, as in the GDMOPT code's one-step environments.
+with, its QoE, its energy and its reward share `qoe - energy_penalty`, where the request's energy
+penalty is its share of the penalties of the slots in which its energy was spent (a slot's
+penalty split over the requests in proportion to the energy spent for each in that slot). The
+shares add up to the slots' penalties, so the rewards of all requests add up to the slots'
+rewards. This is how `scenarios.train` trains: each request is a one-step decision, as in the
+GDMOPT code's one-step environments.
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ from world.feedback import FeedbackPool
 from world.feedback_model import LearnedFeedback
 
 
+DRAIN_S = 300.0     # longest the clock runs on after an episode's last slot, s
 # slot metrics counted since the start of the run (and across resets, for a shared feedback service): not in info
 CUMULATIVE = ("llm_calls", "cache_hits", "cache_hit_rate", "learned_answers", "llm_median_latency_s",
               "learned_pairs", "learned_mae", "learned_spearman")
@@ -59,7 +65,7 @@ class Outcome:
     action: np.ndarray       # ACTION_FEATURES row it got
     qoe: float               # the persona's rating mapped to [0, 1]
     energy_j: float          # GPU share + radio, J
-    reward: float            # qoe minus its energy-penalty share
+    reward: float            # qoe minus its share of the energy penalties
 
 
 class _Decided:
@@ -94,11 +100,8 @@ class AllocationEnv(gym.Env):
         width = len(OBS_FEATURES) + 1
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(max_requests, width), dtype=np.float32)
         self.action_space = gym.spaces.Box(0.0, 1.0, shape=(max_requests, len(ACTION_FEATURES)), dtype=np.float32)
-        bs = cfg.base_station
-        expected = cfg.users.count * cfg.users.request_rate_per_s * cfg.slot_s
-        self.budget_j = bs.energy_budget_j_per_slot
-        self.share_j = bs.energy_budget_j_per_slot / max(1.0, expected)
-        self.penalty = bs.energy_penalty
+        self.budget_j = cfg.base_station.energy_budget_j_per_slot
+        self.penalty = cfg.base_station.energy_penalty
         self.model: CityBlock | None = None
         self.outcomes: list[Outcome] = []
         self._decided = _Decided()
@@ -129,15 +132,40 @@ class AllocationEnv(gym.Env):
         self.outcomes = [self._outcome(r) for r in model.completed
                          if r.decision is not None and not np.isnan(r.qoe)]
         truncated = model.slot >= self.cfg.slots
-        model.sense()
         info = {k: float(v) for k, v in m.items() if k not in CUMULATIVE and not np.isnan(v)}
+        if truncated:
+            reward += self._drain(info)
+        model.sense()
         return self._observe(), reward, False, truncated, info
+
+    def _drain(self, info: dict[str, float]) -> float:
+        """At the episode's end, run the clock on without new decisions until every decided request is
+        rated (at most `DRAIN_S`): their QoE and energy count in the last step. Returns the reward added."""
+        model, bs = self.model, self.model.base_station
+        bs.max_per_slot = 0
+        added = qoe = energy = over = rated = 0.0
+        slots = 0
+        while model.in_flight > len(bs.inbox) and slots * self.cfg.slot_s < DRAIN_S:
+            model.sense()
+            model.serve()
+            m = model.slot_metrics
+            added += float(m["total_qoe"]) - self.penalty * float(m["over_budget_j"]) / self.budget_j
+            qoe += m["total_qoe"]
+            energy += m["service_energy_j"]
+            over += m["over_budget_j"]
+            rated += m["requests_rated"]
+            slots += 1
+            self.outcomes += [self._outcome(r) for r in model.completed
+                              if r.decision is not None and not np.isnan(r.qoe)]
+        bs.max_per_slot = self.max_requests
+        info.update(drain_slots=float(slots), drain_qoe=float(qoe), drain_energy_j=float(energy),
+                    drain_over_budget_j=float(over), drain_rated=float(rated))
+        return added
 
     def _outcome(self, request: Any) -> Outcome:
         obs, action = request.decision
-        energy = request.energy_j
-        reward = request.qoe - self.penalty * max(0.0, energy - self.share_j) / self.budget_j
-        return Outcome(obs=obs, action=action, qoe=request.qoe, energy_j=energy, reward=reward)
+        return Outcome(obs=obs, action=action, qoe=request.qoe, energy_j=request.energy_j,
+                       reward=request.qoe - request.energy_penalty)
 
     def _observe(self) -> np.ndarray:
         bs = self.model.base_station

@@ -129,6 +129,10 @@ def run_episode(env: AllocationEnv, policy: Any, learner: DDPG | None, opts: Tra
         over += info["over_budget_j"]
         rated += info["requests_rated"]
         delivered += info["requests_delivered"]
+        qoe += info.get("drain_qoe", 0.0)
+        rated += info.get("drain_rated", 0.0)
+        energy += info.get("drain_energy_j", 0.0)
+        over += info.get("drain_over_budget_j", 0.0)
         if "mean_steps" in info:
             steps += info["mean_steps"] * info["requests_delivered"]
             power += info["mean_power_w"] * info["requests_delivered"]

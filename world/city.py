@@ -72,6 +72,7 @@ class CityBlock(mesa.Model):
         self._request_ids = 0
         self.delivered: list[ImageRequest] = []       # images that reached a phone during the current slot
         self.completed: list[ImageRequest] = []       # requests finished (rated, or delivered to a silent user)
+        self.booked: list[tuple[ImageRequest, float]] = []   # energy spent for each request during the current slot, J
         self.in_flight = 0
 
         bs = cfg.base_station
@@ -124,6 +125,10 @@ class CityBlock(mesa.Model):
         """(n_users, 2) coordinates of every user in index order, m."""
         return np.array([u.pos_m for u in self.user_list], dtype=float).reshape(-1, 2)
 
+    def book_energy(self, request: ImageRequest, energy_j: float) -> None:
+        """Service energy (a finished GPU batch's share, a finished transmission) spent for a request, J."""
+        self.booked.append((request, energy_j))
+
     def deliver(self, request: ImageRequest) -> None:
         """An image has reached its user's phone."""
         self.delivered.append(request)
@@ -150,7 +155,7 @@ class CityBlock(mesa.Model):
 
     def serve(self) -> None:
         """Second half of a slot: the base station allocates, the clock runs to the slot's end, data is collected."""
-        self.delivered, self.completed = [], []
+        self.delivered, self.completed, self.booked = [], [], []
         issued_before = self._request_ids
         self.base_station.allocate()
         self.env.run(until=(self.slot + 1) * self.slot_s)
@@ -174,6 +179,12 @@ class CityBlock(mesa.Model):
         gpu_slot = gpu_energy - self._last["gpu_energy_j"]
         tx_slot = tx_energy - self._last["tx_energy_j"]
         service = gpu_slot + tx_slot
+        budget = self.cfg.base_station.energy_budget_j_per_slot
+        over = max(0.0, service - budget)
+        if over > 0:    # the slot's penalty, shared by the requests whose energy was spent in it
+            penalty = self.cfg.base_station.energy_penalty * over / budget
+            for r, energy in self.booked:
+                r.energy_penalty += penalty * energy / service
         self.slot_metrics = {
             "slot": self.slot,
             "time_s": self.env.now,
@@ -188,7 +199,7 @@ class CityBlock(mesa.Model):
             "tx_energy_j": tx_slot,
             "device_energy_j": device_energy,
             "service_energy_j": service,
-            "over_budget_j": max(0.0, service - self.cfg.base_station.energy_budget_j_per_slot),
+            "over_budget_j": over,
             "gpu_utilisation": (busy - self._last["gpu_busy_s"]) / (self.slot_s * len(self.gpu_servers)),
             "gpu_queue": sum(len(s.waiting) for s in self.gpu_servers),
             "requests_rated": len(rated),

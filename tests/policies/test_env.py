@@ -65,6 +65,9 @@ def test_reward_is_total_qoe_minus_the_energy_penalty() -> None:
     for _ in range(40):
         _, reward, terminated, truncated, info = env.step(np.ones(env.action_space.shape, dtype=np.float32))
         expected = info["total_qoe"] - 2.0 * info["over_budget_j"] / 50.0
+        if truncated:       # the last step also counts the answers the clock ran on for
+            assert info["drain_slots"] > 0 and info["drain_rated"] > 0
+            expected += info["drain_qoe"] - 2.0 * info["drain_over_budget_j"] / 50.0
         assert reward == pytest.approx(expected)
         penalised |= info["over_budget_j"] > 0
         assert not terminated
@@ -84,9 +87,35 @@ def test_outcomes_carry_the_decision_and_its_reward_share() -> None:
     for o in outcomes:
         np.testing.assert_allclose(o.action, [0.3, 1.0, 0.8], rtol=1e-6)
         assert o.obs.shape == (len(OBS_FEATURES),)
-        assert 0.0 <= o.qoe <= 1.0
-        penalty = max(0.0, o.energy_j - env.share_j) / env.budget_j
-        assert o.reward == pytest.approx(o.qoe - penalty)
+        assert 0.0 <= o.qoe <= 1.0 and o.reward <= o.qoe and o.energy_j > 0
+
+
+def test_penalty_shares_add_up_to_the_slot_penalties() -> None:
+    env = make_env({"slots": 1000, "users": {"request_rate_per_s": 0.1},
+                    "base_station": {"energy_budget_j_per_slot": 200.0, "energy_penalty": 1.5}})
+    env.reset(seed=4)
+    slot_penalty = 0.0
+    charged = {}
+    for _ in range(80):
+        _, reward, _, _, info = env.step(np.ones(env.action_space.shape, dtype=np.float32))
+        slot_penalty += info["total_qoe"] - reward
+        charged.update({r.request_id: r for r, _ in env.model.booked})
+    assert slot_penalty > 1.0, "200 J per slot is too little for 50-step images at this rate"
+    assert sum(r.energy_penalty for r in charged.values()) == pytest.approx(slot_penalty)
+
+
+def test_the_last_step_waits_for_every_decided_request() -> None:
+    env = make_env({"slots": 20})
+    env.reset(seed=5)
+    action = np.tile(np.array([1.0, 0.0, 0.5], dtype=np.float32), (8, 1))    # 50 phone steps: 40 s each
+    decided = rated = 0
+    done = False
+    while not done:
+        decided += len(env.model.base_station.pending())
+        _, _, _, done, info = env.step(action)
+        rated += len(env.outcomes)
+    assert decided > 0 and rated == decided
+    assert info["drain_slots"] >= 40
 
 
 def test_same_seed_same_episode() -> None:

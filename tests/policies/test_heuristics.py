@@ -151,6 +151,19 @@ def test_greedy_energy_fits_the_share_or_steps_are_the_least(cfg: ScenarioConfig
     assert more[0] > share
 
 
+def test_greedy_holds_a_worse_channel_to_the_steps_of_a_better_one() -> None:
+    """The better channel's full power costs 0.198 J of radio, the worse one's 0.55 W 0.115 J: of a 180.15 J
+    share that leaves floor(179.95 / 9) = 19 GPU steps to the better and 20 to the worse, which gets 19."""
+    tight = shipped({"feedback": {"mode": "silent"}, "base_station": {"energy_budget_j_per_slot": 180.15}})
+    rows = slot(2)
+    rows[:, OBS_FEATURES.index("gain_db")] = [-90.0, -91.0]
+    steps, power = decoded(tight, GreedyPolicy(tight).predict(rows))
+    assert power.tolist() == pytest.approx([1.0, 0.55])
+    energy = estimated_energy_j(tight, np.array([19, 20]), power, rows[:, OBS_FEATURES.index("gain_db")])
+    assert energy[0] > 180.15 - 9.0 and energy[1] <= 180.15        # what each share alone would pay for
+    assert steps.tolist() == [19, 19]
+
+
 def test_greedy_with_a_huge_budget_gives_max_steps_and_ranks_the_rest(cfg: ScenarioConfig) -> None:
     rich = shipped({"feedback": {"mode": "silent"}, "base_station": {"energy_budget_j_per_slot": 1e9}})
     policy = GreedyPolicy(rich)
@@ -270,7 +283,7 @@ def test_optimum_beats_fixed_and_random_grid_actions_on_its_own_predictor() -> N
 
 
 def test_optimum_stops_at_the_share_when_the_penalty_is_steep_and_maxes_out_when_energy_is_free() -> None:
-    # a user who values steps for themselves (the shipped quality table is flat from 5 steps on) and barely minds waiting
+    # a user who values steps as such (the shipped quality table is flat from 5 steps on) and barely minds waiting
     keen = hand_made_weights(1.0, steps=2.0, log_wait=-0.1)
     steep = block({"base_station": {"energy_penalty": 10.0}})
     free = block({"base_station": {"energy_budget_j_per_slot": 1e9}})
@@ -315,6 +328,22 @@ def test_optimum_persona_changes_the_choice() -> None:
     assert action[0, 0] > action[1, 0]
 
 
+def test_optimum_forecast_waits_for_the_gpu_backlog_and_the_age() -> None:
+    model = block()
+    optimum = OptimumPolicy(model.cfg, learned())
+    optimum.bind(model)
+    model.base_station.max_per_slot = 1         # the first request is allocated, the second waits a slot
+    first, second = asked(model, 2)
+    on_gpu, on_phone = np.array([0.5, 1.0, 1.0]), np.array([0.5, 0.0, 1.0])
+    idle = optimum.forecast(second, on_gpu), optimum.forecast(second, on_phone)
+    model.serve()                                # 50 GPU steps of the first request: 1.5 s, still queued at 1 s
+    assert first.server_steps == 50 and model.gpu_servers[0].queued_steps == 50
+    busy = optimum.forecast(second, on_gpu), optimum.forecast(second, on_phone)
+    step_s = model.cfg.gpu_servers[0].step_latency_s
+    assert busy[0].wait_s == pytest.approx(idle[0].wait_s + model.cfg.slot_s + 50 * step_s)
+    assert busy[1].wait_s == pytest.approx(idle[1].wait_s + model.cfg.slot_s)      # the phone does not queue
+
+
 @pytest.mark.parametrize("action", [(0.4, 1.0, 1.0), (0.4, 0.5, 0.3), (0.1, 0.0, 0.6)],
                          ids=["all-gpu", "split", "all-phone"])
 def test_optimum_forecast_matches_the_simulator_for_a_lone_request(action: tuple[float, float, float]) -> None:
@@ -337,9 +366,6 @@ def test_optimum_forecast_matches_the_simulator_for_a_lone_request(action: tuple
     assert request.energy_j == pytest.approx(expected.energy_j, rel=1e-9)
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError,
-                   reason="BaseStation.allocate takes the requests out of its inbox before it calls predict, so "
-                          "pending() no longer lists them; predict must come first")
 def test_optimum_allocates_inside_the_block() -> None:
     model = block()
     optimum = OptimumPolicy(model.cfg, learned())
