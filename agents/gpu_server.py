@@ -65,6 +65,8 @@ class GpuServer(mesa.Agent):
         self.batches = 0
         self.requests_served = 0
         self._batch_started_s: float | None = None
+        self._running: tuple[float, float, list[ImageRequest], list[float]] | None = None
+        self._metered = 0.0             # share of the running batch's energy already booked
 
     def submit(self, requests: list[ImageRequest]) -> None:
         """Queue requests for denoising.
@@ -90,6 +92,8 @@ class GpuServer(mesa.Agent):
             start = env.now
             self._batch_started_s = start
             timing = self.compute.serve(batch)
+            self._running = (start, timing.busy_s, batch, list(timing.energy_j))
+            self._metered = 0.0
             for r, energy in zip(batch, timing.energy_j):
                 r.state, r.started_s, r.batch_size = RequestState.DENOISING, start, len(batch)
                 r.server_energy_j = energy
@@ -99,10 +103,10 @@ class GpuServer(mesa.Agent):
                 self.queued_steps -= r.server_steps
                 self.model.base_station.send(r)
             yield env.timeout(start + timing.busy_s - env.now)
+            self._book(1.0)
+            self._running = None
             self.busy_s += timing.busy_s
             self.energy_j += sum(timing.energy_j)
-            for r, energy in zip(batch, timing.energy_j):
-                self.model.book_energy(r, energy)
             self.batches += 1
             self.requests_served += len(batch)
             self._batch_started_s = None
@@ -116,6 +120,28 @@ class GpuServer(mesa.Agent):
     def shared_steps_saved(self) -> int | None:
         """Server UNet evaluations saved by shared prefixes so far; None when the engine does not share."""
         return getattr(self.compute, "shared_steps_saved", None)
+
+    def meter(self) -> None:
+        """Book the energy the running batch has used since the last reading (it is spent evenly over the batch)."""
+        if self._running is not None:
+            start, busy_s, _, _ = self._running
+            self._book(min(1.0, (self.model.env.now - start) / busy_s) if busy_s > 0 else 1.0)
+
+    def _book(self, done: float) -> None:
+        """Book each request's share of the running batch's energy between the last reading and `done` (0-1)."""
+        _, _, batch, energies = self._running
+        if done > self._metered:
+            for r, energy in zip(batch, energies):
+                self.model.book_energy(r, (done - self._metered) * energy)
+            self._metered = done
+
+    def energy_used_j(self) -> float:
+        """Energy used so far, including the running batch's part, J."""
+        if self._running is None:
+            return self.energy_j
+        start, busy_s, _, energies = self._running
+        share = min(1.0, (self.model.env.now - start) / busy_s) if busy_s > 0 else 1.0
+        return self.energy_j + share * sum(energies)
 
     def busy_time_s(self) -> float:
         """GPU time used so far, including the running batch's elapsed part, s."""

@@ -20,6 +20,7 @@ import time
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console, Group, RenderableType
@@ -195,7 +196,7 @@ class LiveView:
         policy = model.base_station.policy
         learner = None
         if self._layout.learns:
-            learner = {k: getattr(policy, k, None) for k in ("episode", "last_reward", "losses")}
+            learner = {"updates": getattr(policy, "updates", None), "checkpoint": model.cfg.base_station.checkpoint}
         return Snapshot(slot=model.slot, time_s=float(model.env.now), wall_s=wall,
                         slots_per_s=model.slot / wall if wall > 0 else math.nan, users=tuple(users),
                         servers=tuple(servers), metrics=dict(model.slot_metrics), requests=tuple(self._recent),
@@ -347,13 +348,13 @@ class LiveView:
         if snap.learner is None:
             lines.append(f"policy {lay.policy}: no learner (a heuristic; it does not learn)\n", style="grey62")
         else:
-            episode, reward, losses = (snap.learner.get(k) for k in ("episode", "last_reward", "losses"))
-            lines.append(f"policy {lay.policy}  episode {NONE if episode is None else episode}  "
-                         f"reward {NONE if reward is None else f'{reward:.3f}'}\n")
-            if isinstance(losses, Mapping) and losses:
-                lines.append("losses " + "  ".join(f"{k} {v:.4g}" for k, v in losses.items()) + "\n")
-            else:
-                lines.append(f"losses {NONE}\n")
+            updates, checkpoint = snap.learner.get("updates"), snap.learner.get("checkpoint")
+            trained = (f"trained: {updates} updates, {Path(checkpoint).name}" if checkpoint
+                       else "untrained: no checkpoint")
+            lines.append(f"policy {lay.policy} ({trained}), acting without exploration\n")
+            m = snap.metrics
+            if m.get("requests_delivered"):
+                lines.append(f"last slot: mean steps {m['mean_steps']:.1f}, power {m['mean_power_w']:.2f} W\n")
         rated = [q for q in snap.qoe if not math.isnan(q)]
         if rated:
             lines.append("QoE ")

@@ -297,6 +297,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="episodes between checkpoints (default 5)")
     parser.add_argument("--updates-per-request", type=_positive, default=2, metavar="U",
                         help="learner updates per rated request (default 2)")
+    parser.add_argument("--learning-starts", type=_positive, default=256, metavar="N",
+                        help="rated requests the learner collects with uniform random actions before it acts "
+                             "(default 256)")
     parser.add_argument("--max-requests", type=_positive, default=8, metavar="K",
                         help="requests the base station decides per slot; more wait (default 8)")
     parser.add_argument("--threads", type=_positive, default=1, metavar="T", help="torch threads (default 1)")
@@ -305,6 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     path = scenario_path(args.file)
     opts = TrainOptions(policy=args.policy, episodes=args.episodes, seed=args.seed, feedback=args.feedback,
                         render=args.render, updates_per_request=args.updates_per_request,
+                        learning_starts=args.learning_starts,
                         max_requests=args.max_requests, checkpoint_every=args.checkpoint_every, threads=args.threads)
     out = args.out or Path("runs") / f"train-{path.stem}-{args.policy}-seed{args.seed}"
     started = time.perf_counter()

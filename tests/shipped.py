@@ -24,8 +24,11 @@ def shipped(changes: dict[str, Any] | None = None, path: Path = CITY_BLOCK) -> S
 
     Images are profiled (`imagegen.render: profile`) unless `changes` ask for real rendering: the
     shipped city block draws every image for real, which is slow for tests that are about something else.
+    The base station is the fixed policy unless `changes` name another: the shipped city block's trained
+    G-DDPG hands most steps to the phones, so images take ~40 s, longer than most tests run.
     """
-    data = merged(load_scenario(path).model_dump(), {"imagegen": {"render": "profile"}})
+    data = merged(load_scenario(path).model_dump(),
+                  {"imagegen": {"render": "profile"}, "base_station": {"policy": "fixed", "checkpoint": None}})
     return ScenarioConfig.model_validate(merged(data, changes or {}))
 
 

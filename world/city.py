@@ -172,8 +172,10 @@ class CityBlock(mesa.Model):
         stats = self.feedback.stats if self.feedback else None
         asked = stats.calls + stats.cache_hits if stats else 0
         agreement = self.feedback.agreement if self.feedback else {}
+        for s in self.gpu_servers:     # a batch that runs on past the slot's end books the part it has used
+            s.meter()
         busy = sum(s.busy_time_s() for s in self.gpu_servers)
-        gpu_energy = sum(s.energy_j for s in self.gpu_servers)
+        gpu_energy = sum(s.energy_used_j() for s in self.gpu_servers)
         tx_energy = self.base_station.tx_energy_j
         device_energy = sum(r.device_energy_j for r in done)
         gpu_slot = gpu_energy - self._last["gpu_energy_j"]

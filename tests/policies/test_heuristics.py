@@ -285,7 +285,7 @@ def test_optimum_beats_fixed_and_random_grid_actions_on_its_own_predictor() -> N
 def test_optimum_stops_at_the_share_when_the_penalty_is_steep_and_maxes_out_when_energy_is_free() -> None:
     # a user who values steps as such (the shipped quality table is flat from 5 steps on) and barely minds waiting
     keen = hand_made_weights(1.0, steps=2.0, log_wait=-0.1)
-    steep = block({"base_station": {"energy_penalty": 10.0}})
+    steep = block({"base_station": {"energy_penalty": 10.0, "energy_budget_j_per_slot": 300.0}})
     free = block({"base_station": {"energy_budget_j_per_slot": 1e9}})
     for model in (steep, free):
         optimum = OptimumPolicy(model.cfg, learned(keen))

@@ -54,6 +54,13 @@ def test_frame_shows_map_glyphs_feedback_and_every_panel(tmp_path: Path, monkeyp
     assert "live:" in text and "cache hits" in text
 
 
+def test_learner_panel_names_the_trained_base_station(tmp_path: Path) -> None:
+    cfg = shipped({"users": {"count": 12, "request_rate_per_s": 0.1}, "feedback": {"mode": "silent"},
+                   "base_station": {"policy": "gddpg", "checkpoint": "checkpoints/gddpg_city_block.pt"}})
+    text = frame(observed_run(tmp_path, cfg, steps=5))
+    assert "policy gddpg (trained:" in text and "gddpg_city_block.pt" in text and "no learner" not in text
+
+
 def test_silent_run_says_users_are_silent(tmp_path: Path) -> None:
     text = frame(observed_run(tmp_path, scenario(), steps=20))
     assert USER_UNRATED in text and "(silent)" in text

@@ -9,8 +9,13 @@ from pathlib import Path
 import pytest
 import torch
 
+import numpy as np
+
 from policies.ddpg import DDPG, read_checkpoint
+from policies.gddpg import GDDPG
 from scenarios.cli import main as run_main
+from scenarios.loader import load_scenario
+from scenarios.run import run_scenario
 from scenarios.train import main
 from tests.shipped import CITY_BLOCK
 
@@ -18,10 +23,11 @@ from tests.shipped import CITY_BLOCK
 def short_block(tmp_path: Path, slots: int = 30) -> str:
     """The shipped city block with short episodes and silent users outside training (training sets its feedback)."""
     text = CITY_BLOCK.read_text()
-    assert "slots: 120" in text and "  render: real" in text
+    assert "slots: 120" in text and "  render: real" in text and "request_rate_per_s: 0.02 " in text
     path = tmp_path / "block.yaml"
     text = text.replace("slots: 120", f"slots: {slots}", 1).replace("  render: real", "  render: profile", 1)
     text = text.replace("  mode: live", "  mode: silent", 1)
+    text = text.replace("request_rate_per_s: 0.02 ", "request_rate_per_s: 0.1 ", 1)   # more transitions per episode
     path.write_text(text.replace("learned_start: feedback_fits/", f"learned_start: {CITY_BLOCK.parent}/feedback_fits/"))
     return str(path)
 
@@ -34,7 +40,7 @@ def curve(out: Path) -> list[dict[str, str]]:
 def train(tmp_path: Path, *extra: str, policy: str = "ddpg", episodes: int = 2, out: Path | None = None) -> int:
     out = out or tmp_path / "run"
     return main([short_block(tmp_path), "--policy", policy, "--episodes", str(episodes), "--seed", "3",
-                 "--feedback", "frozen", "--out", str(out), "--no-progress", "--checkpoint-every", "1", *extra])
+                 "--feedback", "frozen", "--out", str(out), "--no-progress", "--checkpoint-every", "1", "--learning-starts", "64", *extra])
 
 
 def test_training_writes_the_run_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -110,3 +116,18 @@ def test_city_block_runs_a_trained_base_station(tmp_path: Path, capsys: pytest.C
                      "--out", str(tmp_path / "fixed"), "--no-live"]) == 2
     assert "heuristic" in capsys.readouterr().err
     assert isinstance(DDPG.from_checkpoint(policy)[0], DDPG)
+
+
+def test_shipped_city_block_runs_its_trained_g_ddpg(tmp_path: Path) -> None:
+    """The default run's base station is the shipped checkpoint, acting without exploration."""
+    cfg = load_scenario(Path(short_block(tmp_path, slots=120)))
+    seen = []
+    result = run_scenario(cfg, steps=90, seed=5, out=tmp_path / "sim", log=lambda line: None,
+                          observer=lambda model: seen.append(model.base_station))
+    assert result.requests_delivered > 0
+    station = seen[-1]
+    assert isinstance(station.policy, GDDPG) and station.deterministic
+    shipped_actor, _ = GDDPG.from_checkpoint(CITY_BLOCK.parent / "checkpoints" / "gddpg_city_block.pt")
+    probe = np.column_stack([np.linspace(-110, -60, 9), np.linspace(20, 280, 9), np.zeros(9), np.full(9, 0.5),
+                             np.linspace(0.2, 0.9, 9), np.ones(9)])
+    np.testing.assert_array_equal(station.policy.predict(probe), shipped_actor.predict(probe))
