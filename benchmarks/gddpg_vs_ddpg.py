@@ -9,7 +9,8 @@ is judged by the same users. Images are profiled from the real model's measured 
 
 Prints, per policy, the mean over seeds of the last 20% of episodes: total QoE per slot (with a
 95% confidence interval over seeds, Student t), reward per slot, service energy per slot, energy
-over the budget, steps and power; then the G-DDPG / DDPG ratio and the wall time of one training
+over the budget, steps, power and the share of action values at the bounds of the box; then the
+G-DDPG / DDPG ratio and the wall time of one training
 run. Saves the learning curves (mean over seeds, band = 95% CI) as gddpg_vs_ddpg.png in --out.
 """
 
@@ -28,7 +29,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-POLICIES = ("gddpg", "ddpg", "greedy", "fixed", "random")
+POLICIES = ("gddpg", "ddpg", "greedy", "fixed", "random", "optimum")
 # two-sided 95% Student t quantiles by degrees of freedom
 T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
 
@@ -99,7 +100,7 @@ def main() -> int:
     print(f"\n{args.scenario}: {args.episodes} episodes x {args.seeds} seeds per policy, feedback frozen "
           f"(the same fitted persona model for all), {args.workers} runs side by side, {time.perf_counter() - started:.0f} s")
     header = (f"{'policy':<8} {'total QoE/slot':>20} {'reward/slot':>12} {'energy J/slot':>14} {'over budget J':>14} "
-              f"{'QoE/request':>12} {'steps':>6} {'power W':>8} {'wall s/run':>11}")
+              f"{'QoE/request':>12} {'steps':>6} {'power W':>8} {'at bounds':>9} {'wall s/run':>11}")
     print(header)
     print("-" * len(header))
     summary: dict[str, float] = {}
@@ -114,6 +115,7 @@ def main() -> int:
               f"{np.mean([tail_mean(c, 'mean_qoe') for _, c, _ in runs]):>12.4f} "
               f"{np.mean([tail_mean(c, 'mean_steps') for _, c, _ in runs]):>6.1f} "
               f"{np.mean([tail_mean(c, 'mean_power_w') for _, c, _ in runs]):>8.2f} "
+              f"{np.mean([tail_mean(c, 'at_bounds') for _, c, _ in runs]):>9.2f} "
               f"{np.mean([w for _, _, w in runs]):>11.0f}")
     if "gddpg" in summary and "ddpg" in summary:
         rewards = {p: float(np.mean([tail_mean(c, 'reward_per_slot') for _, c, _ in results[p]]))

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from policies.ddpg import NonFiniteError
 from scenarios.live import LiveView
 from scenarios.loader import SHIPPED, ScenarioError, load_scenario, parse_scenario
 from scenarios.reference import reference_markdown, shipped_scenarios
@@ -164,7 +165,7 @@ def _guarded(fn: Callable[..., int], *args: object) -> int:
     """Bad input ends with one message on stderr and exit status 2, never a traceback."""
     try:
         return fn(*args)
-    except (ScenarioError, LlmSetupError) as exc:
+    except (ScenarioError, LlmSetupError, NonFiniteError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
 
