@@ -281,7 +281,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("file", metavar="FILE", help="scenario YAML, or the name of a shipped scenario")
     parser.add_argument("--policy", choices=POLICIES, default="gddpg", metavar="P",
                         help=f"what to train or run, one of: {', '.join(POLICIES)} (default: gddpg)")
-    parser.add_argument("--episodes", type=_positive, default=30, metavar="N", help="episodes (default 30)")
+    parser.add_argument("--episodes", type=_positive, default=100, metavar="N",
+                        help="episodes (default 100: about 2 minutes for gddpg on the city block)")
     parser.add_argument("--seed", type=_seed, default=0, metavar="S", help="seed of the learner and the blocks")
     parser.add_argument("--feedback", choices=FEEDBACK, default="learned",
                         help="learned (default): the persona-feedback model refreshed from a share of real LLM "

@@ -13,11 +13,13 @@ import numpy as np
 
 from policies.ddpg import DDPG, read_checkpoint
 from policies.gddpg import GDDPG
+import scenarios.run as run_module
 from scenarios.cli import main as run_main
 from scenarios.loader import load_scenario
 from scenarios.run import run_scenario
 from scenarios.train import main
 from tests.shipped import CITY_BLOCK
+from tests.world.scripted import ScriptedBackend
 
 
 def short_block(tmp_path: Path, slots: int = 30) -> str:
@@ -131,3 +133,20 @@ def test_shipped_city_block_runs_its_trained_g_ddpg(tmp_path: Path) -> None:
     probe = np.column_stack([np.linspace(-110, -60, 9), np.linspace(20, 280, 9), np.zeros(9), np.full(9, 0.5),
                              np.linspace(0.2, 0.9, 9), np.ones(9)])
     np.testing.assert_array_equal(station.policy.predict(probe), shipped_actor.predict(probe))
+
+
+def test_live_feedback_is_recorded_and_rates_every_delivery(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    backend = ScriptedBackend()
+    monkeypatch.setattr(run_module, "build_backends", lambda cfg, n: ([backend], lambda: None))
+    out = tmp_path / "live"
+    block = Path(short_block(tmp_path))
+    text = block.read_text()
+    assert "  cache: .cache/aigcsim/feedback.sqlite" in text
+    block.write_text(text.replace("  cache: .cache/aigcsim/feedback.sqlite", "  cache: null", 1))  # keep scripted answers out
+    code = main([str(block), "--policy", "ddpg", "--episodes", "1", "--seed", "1", "--feedback", "live",
+                 "--out", str(out), "--no-progress"])
+    assert code == 0
+    record = json.loads((out / "train.json").read_text())
+    assert record["feedback"] == "live" and record["feedback_mode"] == "live"
+    rated = int(float(curve(out)[0]["requests_rated"]))
+    assert rated > 0 and backend.calls >= rated     # every rating came from the (scripted) language model
