@@ -2,5 +2,8 @@
 
 Every policy maps per-request observations to per-request actions in [0, 1]
 (layouts: `agents.base_station.OBS_FEATURES` and `ACTION_FEATURES`) through
-`predict(obs, deterministic)`.
+`predict(obs, deterministic)`. The learners (`ddpg.DDPG`, `gddpg.GDDPG`) also
+have `update(batch)`, `save` and `from_checkpoint`; `heuristics` holds the
+baselines (fixed, random, greedy, grid optimum); `env.AllocationEnv` is the
+Gymnasium environment over `world.city.CityBlock` they are trained in.
 """

@@ -45,15 +45,15 @@ def fit(path: Path, slots: int, seed: int, out: Path, force: bool) -> int:
             model.step()
             if model.slot % 20 == 0:
                 s = feedback.stats
-                print(f"slot {model.slot}/{slots}: {len(feedback._y)} answers "
+                print(f"slot {model.slot}/{slots}: {feedback.pairs} answers "
                       f"({s.calls} asked, {s.cache_hits} cached, {s.invalid} invalid), "
                       f"{time.perf_counter() - started:.0f} s", flush=True)
         feedback.refresh()
         if feedback.weights is None:
-            raise ScenarioError(f"only {len(feedback._y)} valid answers in {slots} slots, fewer than "
+            raise ScenarioError(f"only {feedback.pairs} valid answers in {slots} slots, fewer than "
                                 f"learned_min_pairs ({cfg.feedback.learned_min_pairs}); run more --slots")
         source = (f"{path.name}, seed {seed}, {slots} slots, random policy, profiled images, "
-                  f"{len(feedback._y)} answers of {cfg.feedback.llm.backend}:{cfg.feedback.llm.model}")
+                  f"{feedback.pairs} answers of {cfg.feedback.llm.backend}:{cfg.feedback.llm.model}")
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_name(f".{out.name}.tmp")
         feedback.save(tmp, source)

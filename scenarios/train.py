@@ -190,10 +190,6 @@ def _cell(value: float) -> str:
     return f"{value:.6g}" if isinstance(value, float) else str(value)
 
 
-def build_learner(name: str, seed: int) -> DDPG:
-    return LEARNERS[name](seed=seed)
-
-
 def train(path: Path, opts: TrainOptions, out: Path, resume: bool = False, force: bool = False,
           progress: Callable[[int, int, dict[str, float]], None] | None = None) -> list[dict[str, float]]:
     """Train (or run, for a heuristic) `opts.policy` on the scenario at `path`; write the run folder.
@@ -235,15 +231,14 @@ def train(path: Path, opts: TrainOptions, out: Path, resume: bool = False, force
                 (out / name).unlink(missing_ok=True)
         except OSError as exc:
             raise ScenarioError(f"cannot create run folder '{out}': {exc.strerror}; choose another --out") from None
+        feedback_weights = None
+        if opts.policy in LEARNERS:
+            learner = LEARNERS[opts.policy](seed=opts.seed)
         write_atomic(out / "config.yaml", yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
         write_atomic(out / "train.json", json.dumps(
             {**opts.__dict__, "scenario": str(path), "feedback_mode": cfg.feedback.mode,
              "learned_live_share": cfg.feedback.learned_live_share, "learned_start": cfg.feedback.learned_start,
-             "hyperparameters": build_learner(opts.policy, opts.seed).config if opts.policy in LEARNERS else {}},
-            indent=1) + "\n")
-        feedback_weights = None
-        if opts.policy in LEARNERS:
-            learner = build_learner(opts.policy, opts.seed)
+             "hyperparameters": learner.config if learner is not None else {}}, indent=1) + "\n")
 
     feedback, close_feedback = make_feedback(cfg, opts.seed)
     if feedback_weights is not None and isinstance(feedback, LearnedFeedback):

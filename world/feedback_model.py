@@ -94,6 +94,11 @@ class LearnedFeedback:
                                  latency_s=0.0, backend=LEARNED_BACKEND, valid=True))
         return done
 
+    @property
+    def pairs(self) -> int:
+        """Valid LLM answers kept as training pairs so far."""
+        return len(self._y)
+
     def predict(self, persona: Persona, delivery: Delivery) -> float:
         """The rating the fitted regressor expects, bounded to 1-5."""
         return float(np.clip(features(persona, delivery) @ self.weights, 1.0, 5.0))

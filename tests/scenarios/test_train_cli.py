@@ -150,3 +150,13 @@ def test_live_feedback_is_recorded_and_rates_every_delivery(tmp_path: Path, monk
     assert record["feedback"] == "live" and record["feedback_mode"] == "live"
     rated = int(float(curve(out)[0]["requests_rated"]))
     assert rated > 0 and backend.calls >= rated     # every rating came from the (scripted) language model
+
+
+def test_a_resumed_run_ends_as_an_uninterrupted_one(tmp_path: Path) -> None:
+    assert train(tmp_path, episodes=4, out=tmp_path / "whole") == 0
+    assert train(tmp_path, episodes=2, out=tmp_path / "split") == 0
+    assert train(tmp_path, "--resume", episodes=4, out=tmp_path / "split") == 0
+    whole, split = curve(tmp_path / "whole"), curve(tmp_path / "split")
+    keys = ("reward_per_slot", "qf_loss", "actor_loss", "updates", "transitions")
+    assert [[r[k] for k in keys] for r in whole] == [[r[k] for k in keys] for r in split]
+    assert float(whole[-1]["updates"]) > 0
