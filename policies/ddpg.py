@@ -273,6 +273,11 @@ class DDPG:
         if state.get("action_features") != acts or state.get("config", {}).get("act_dim") != self.act_dim:
             raise CheckpointError(f"checkpoint acts on {state.get('action_features')}, this code on "
                                   f"{acts or self.act_dim}: it was made for another action layout")
+        for k in ("actor", "target_actor", "qf1", "qf2", "qf1_target", "qf2_target"):
+            bad = [name for name, t in state.get(k, {}).items() if t.is_floating_point() and not torch.isfinite(t).all()]
+            if bad:
+                raise CheckpointError(f"checkpoint's {k} holds NaN or infinite weights ({', '.join(bad[:3])}); "
+                                      f"use an earlier checkpoint or retrain")
         try:
             for k in ("actor", "target_actor", "qf1", "qf2", "qf1_target", "qf2_target", "actor_optimizer",
                       "q_optimizer"):

@@ -160,3 +160,17 @@ def test_a_resumed_run_ends_as_an_uninterrupted_one(tmp_path: Path) -> None:
     keys = ("reward_per_slot", "qf_loss", "actor_loss", "updates", "transitions")
     assert [[r[k] for k in keys] for r in whole] == [[r[k] for k in keys] for r in split]
     assert float(whole[-1]["updates"]) > 0
+
+
+def test_a_checkpoint_with_non_finite_weights_is_refused_before_anything_is_written(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    learner = DDPG(seed=0)
+    with torch.no_grad():
+        learner.actor.net[2].weight[0, 0] = float("inf")
+    learner.save(tmp_path / "broken.pt")
+    out = tmp_path / "sim"
+    assert run_main(["run", short_block(tmp_path), "--steps", "3", "--policy", "ddpg",
+                     "--checkpoint", str(tmp_path / "broken.pt"), "--out", str(out), "--no-live"]) == 2
+    err = capsys.readouterr().err
+    assert "NaN or infinite weights" in err and err.count("\n") == 1
+    assert not out.exists()
