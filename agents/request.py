@@ -103,6 +103,7 @@ class ImageRequest:
             "feedback_backend": fb.backend if fb else "",
             "feedback_latency_s": fb.latency_s if fb else None,
             "feedback_error": fb.error if fb else "",
+            "feedback_failed": fb.failed if fb else None,
         })
         row.update(self.extra)
         return row

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from agents.base_station import ACTION_FEATURES, OBS_FEATURES
+from world.files import write_atomic
 
 CHECKPOINT_FORMAT = "aigcsim-policy/1"
 # fixed standardisation of OBS_FEATURES: (value - centre) / scale
@@ -292,13 +293,17 @@ class DDPG:
         if "buffer" in state:
             self.buffer.load_state_dict(state["buffer"])
 
-    def save(self, path: Path, extra: dict[str, Any] | None = None, with_buffer: bool = True) -> None:
-        """Write a checkpoint atomically (a temporary file beside it, then a rename)."""
+    def to_bytes(self, extra: dict[str, Any] | None = None, with_buffer: bool = True) -> bytes:
+        """A checkpoint's content (see `save`), held in memory until it is written."""
         state = self.state_dict(with_buffer)
         state["extra"] = extra or {}
-        tmp = path.with_name(f".{path.name}.tmp")
-        torch.save(state, tmp)
-        tmp.replace(path)
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        return buffer.getvalue()
+
+    def save(self, path: Path, extra: dict[str, Any] | None = None, with_buffer: bool = True) -> None:
+        """Write a checkpoint atomically (a temporary file beside it, then a rename)."""
+        write_atomic(path, self.to_bytes(extra, with_buffer))
 
     @classmethod
     def from_checkpoint(cls, path: Path) -> tuple[DDPG, dict[str, Any]]:

@@ -1,6 +1,8 @@
 """Command line: `python -m scenarios run|validate|list|new|reference` and `python -m scenarios.<name>`.
 
-Exit status: 0 done, 1 stopped by --fail-fast, 2 bad input (one message on stderr), 130 interrupted.
+Exit status: 0 done, 1 stopped by --fail-fast or an unexpected error, 2 bad input (one message on
+stderr, no traceback unless --debug), 130 interrupted (Ctrl-C or SIGTERM; the run folder keeps every
+finished slot and the message says how to resume).
 The live view is drawn only when stdout is a terminal and --no-live is not given; otherwise
 progress goes out as plain ASCII lines.
 """
@@ -9,8 +11,10 @@ from __future__ import annotations
 
 import argparse
 import re
+import signal
 import sys
 import time
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,7 +25,8 @@ from scenarios.live import LiveView
 from scenarios.loader import SHIPPED, ScenarioError, load_scenario, parse_scenario
 from scenarios.reference import reference_markdown, shipped_scenarios
 from scenarios.report import Report, SheetSampler, ascii_only, summary_lines, summary_table, write_report
-from scenarios.run import LEARNERS, POLICIES, FeedbackFailed, default_run_dir, run_scenario
+from scenarios.run import (LEARNERS, POLICIES, FeedbackFailed, default_run_dir, read_table, resume_config,
+                           run_scenario)
 from world.city import CityBlock
 from world.config import ScenarioConfig
 from world.llm import LlmSetupError
@@ -34,7 +39,9 @@ NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 EPILOG = """\
 The run folder gets config.yaml, slots.csv, requests.csv and users.csv as the run goes, and at
 the end the plots (qoe_by_persona.png, energy.png, latency.png; learning_curve.png when a learner
-ran) and image_sheet.png. Exit status: 0 done, 1 stopped by --fail-fast, 2 bad input, 130 interrupted.
+ran), image_sheet.png and run.json (how the run ended). Ctrl-C or SIGTERM stops a run with every
+finished slot kept; --resume RUN_DIR goes on with it. Exit status: 0 done, 1 stopped by --fail-fast
+or an unexpected error, 2 bad input, 130 interrupted.
 """
 
 
@@ -76,6 +83,23 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
                         help="stop at once when the language model fails to answer (default: count and go on)")
     parser.add_argument("--no-live", action="store_true",
                         help="plain progress lines instead of the live view (automatic when stdout is not a terminal)")
+    parser.add_argument("--resume", type=Path, metavar="RUN_DIR",
+                        help="go on with an interrupted run: its finished slots are replayed (the personas' recorded "
+                             "answers, no model calls) and checked against slots.csv, then the rest is run; "
+                             "--steps N runs it longer than first asked")
+    add_debug_option(parser)
+
+
+def add_debug_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--debug", action="store_true", help="print the traceback behind an error message")
+
+
+def interrupt_on_sigterm() -> None:
+    """SIGTERM (a scheduler, `kill`) stops the program as Ctrl-C does: what is finished is kept."""
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 def scenario_path(name_or_path: str | Path) -> Path:
@@ -105,17 +129,27 @@ def with_options(cfg: ScenarioConfig, policy: str | None, checkpoint: Path | Non
     return cfg.model_copy(update={"base_station": bs})
 
 
-def _run(path: Path, args: argparse.Namespace) -> int:
-    cfg = with_options(load_scenario(path), args.policy, args.checkpoint)
+def _run(path: Path | None, args: argparse.Namespace, prog: str) -> int:
+    if args.resume is not None:
+        given = [flag for flag, value in (("FILE", path), ("--seed", args.seed), ("--policy", args.policy),
+                                          ("--checkpoint", args.checkpoint), ("--out", args.out),
+                                          ("--force", args.force or None)) if value is not None]
+        if given:
+            raise ScenarioError(f"--resume goes on with the run as it started: drop {', '.join(given)} "
+                                f"(only --steps, --fail-fast, --no-live and --debug go with --resume)")
+        cfg, out = resume_config(args.resume), args.resume
+    else:
+        cfg = with_options(load_scenario(path), args.policy, args.checkpoint)
+        out = args.out or default_run_dir(cfg, cfg.seed if args.seed is None else args.seed)
     seed = cfg.seed if args.seed is None else args.seed
     steps = cfg.slots if args.steps is None else args.steps
-    out = args.out or default_run_dir(cfg, seed)
     console = Console()
     live = not args.no_live and console.is_terminal and not console.is_dumb_terminal
     sampler = SheetSampler()
     started = time.perf_counter()
     run = lambda log, observer: run_scenario(  # noqa: E731
-        cfg, steps=steps, seed=seed, out=out, force=args.force, fail_fast=args.fail_fast, log=log, observer=observer)
+        cfg, steps=steps, seed=seed, out=out, force=args.force, fail_fast=args.fail_fast, log=log, observer=observer,
+        resume=args.resume is not None)
     status = 0
     try:
         if live:
@@ -124,10 +158,13 @@ def _run(path: Path, args: argparse.Namespace) -> int:
         else:
             run(_plain, sampler.observe)
     except KeyboardInterrupt:
-        print("interrupted: every finished slot is in the run folder", file=sys.stderr)
+        done = len(read_table(out / "slots.csv"))
+        print(f"interrupted after slot {done}: every finished slot is in {out}; go on with: "
+              f"{prog} --resume {out}" + (f" --steps {steps}" if args.steps is not None else ""), file=sys.stderr)
         status = EXIT_INTERRUPTED
     except FeedbackFailed as exc:
-        print(f"stopped (--fail-fast): {exc}", file=sys.stderr)
+        print(f"stopped (--fail-fast): {exc}; after fixing the model, go on with: {prog} --resume {out}",
+              file=sys.stderr)
         status = EXIT_FAILED
     wall_s = time.perf_counter() - started
     if (out / "slots.csv").is_file():
@@ -161,13 +198,33 @@ def _print_summary(report: Report, name: str, console: Console | None) -> None:
         print(line)
 
 
-def _guarded(fn: Callable[..., int], *args: object) -> int:
-    """Bad input ends with one message on stderr and exit status 2, never a traceback."""
+def guarded(fn: Callable[..., int], *args: object, debug: bool = False) -> int:
+    """Run a command: bad input ends with one message on stderr and exit status 2, never a traceback
+    (unless `debug`); an unexpected error says what it was and how to see more, exit status 1."""
+    interrupt_on_sigterm()
     try:
         return fn(*args)
     except (ScenarioError, LlmSetupError, NonFiniteError) as exc:
+        if debug:
+            traceback.print_exc()
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except OSError as exc:
+        if debug:
+            traceback.print_exc()
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"error: {exc.strerror or exc}{where}; free space or fix the permissions and run again",
+              file=sys.stderr)
+        return EXIT_FAILED
+    except Exception as exc:
+        if debug:
+            raise
+        print(f"error: unexpected {type(exc).__name__}: {exc}\nThis is a bug in aigcsim: run again with --debug "
+              f"for the traceback and report it", file=sys.stderr)
+        return EXIT_FAILED
 
 
 def run_shipped(yaml_path: Path, argv: list[str] | None = None) -> int:
@@ -179,7 +236,7 @@ def run_shipped(yaml_path: Path, argv: list[str] | None = None) -> int:
                     f"lines otherwise, then a summary, plots and an image sheet in the run folder.")
     _add_run_options(parser)
     args = parser.parse_args(argv)
-    return _guarded(_run, yaml_path, args)
+    return guarded(_run, None if args.resume else yaml_path, args, parser.prog, debug=args.debug)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -191,11 +248,13 @@ def main(argv: list[str] | None = None) -> int:
     run = commands.add_parser("run", help="run a scenario file (or a shipped scenario by name)", epilog=EPILOG,
                               formatter_class=argparse.RawDescriptionHelpFormatter,
                               description="Run a scenario: live view in a terminal, then summary, plots, image sheet.")
-    run.add_argument("file", metavar="FILE", help="scenario YAML, or the name of a shipped scenario (see 'list')")
+    run.add_argument("file", metavar="FILE", nargs="?",
+                     help="scenario YAML, or the name of a shipped scenario (see 'list'); none with --resume")
     _add_run_options(run)
     check = commands.add_parser("validate", help="check a scenario file and say what is wrong",
                                 description="Check a scenario file; exit 2 with one message per problem.")
     check.add_argument("file", metavar="FILE", help="scenario YAML, or the name of a shipped scenario")
+    add_debug_option(check)
     commands.add_parser("list", help="list the shipped scenarios", description="List the shipped scenarios.")
     new = commands.add_parser("new", help="write a commented scenario file to start from",
                               description="Write NAME.yaml: a copy of a shipped scenario, every field commented "
@@ -206,18 +265,22 @@ def main(argv: list[str] | None = None) -> int:
     new.add_argument("--from", dest="template", default="city_block", metavar="SCENARIO",
                      help="shipped scenario to start from (default: city_block; see 'list')")
     new.add_argument("--force", action="store_true", help="replace an existing file")
+    add_debug_option(new)
     commands.add_parser("reference", help="print the scenario reference (Markdown) generated from the schema",
                         description="Print every scenario field with its unit, default and allowed range "
                                     "(this is scenarios/README.md).")
     args = parser.parse_args(argv)
     if args.command == "run":
-        return _guarded(_run, scenario_path(args.file), args)
+        if args.file is None and args.resume is None:
+            run.error("give a scenario FILE, or --resume RUN_DIR")
+        path = None if args.file is None else scenario_path(args.file)
+        return guarded(_run, path, args, "python -m scenarios run", debug=args.debug)
     if args.command == "validate":
-        return _guarded(_validate, scenario_path(args.file))
+        return guarded(_validate, scenario_path(args.file), debug=args.debug)
     if args.command == "list":
         return _list()
     if args.command == "new":
-        return _guarded(_new, args.name, args.template, args.force)
+        return guarded(_new, args.name, args.template, args.force, debug=args.debug)
     print(reference_markdown(), end="")
     return 0
 

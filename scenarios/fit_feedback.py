@@ -7,7 +7,9 @@ answers cover the whole range of steps, splits and powers) and
 `feedback.mode: learned` with every delivery answered by the language model
 (through the response cache: a second fit with the same seed asks nothing).
 The regressor is then scored on the newest fifth of the answers, fitted on all,
-and written as JSON; `feedback.learned_start` names such a file.
+and written as JSON (atomically, only at the end; an interrupted fit writes nothing, and
+its answers stay in the cache so that running it again asks only what is missing);
+`feedback.learned_start` names such a file.
 """
 
 from __future__ import annotations
@@ -20,12 +22,11 @@ from pathlib import Path
 import numpy as np
 
 from policies.heuristics import RandomPolicy
-from scenarios.cli import EXIT_BAD_INPUT, _positive, _seed, scenario_path
+from scenarios.cli import _positive, _seed, add_debug_option, guarded, scenario_path
 from scenarios.loader import ScenarioError, load_scenario
 from scenarios.run import make_feedback
 from world.city import CityBlock
 from world.feedback_model import LearnedFeedback
-from world.llm import LlmSetupError
 
 
 def fit(path: Path, slots: int, seed: int, out: Path, force: bool) -> int:
@@ -55,9 +56,7 @@ def fit(path: Path, slots: int, seed: int, out: Path, force: bool) -> int:
         source = (f"{path.name}, seed {seed}, {slots} slots, random policy, profiled images, "
                   f"{feedback.pairs} answers of {cfg.feedback.llm.backend}:{cfg.feedback.llm.model}")
         out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.tmp")
-        feedback.save(tmp, source)
-        tmp.replace(out)
+        feedback.save(out, source)
     finally:
         close()
     a = feedback.agreement
@@ -73,12 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=_seed, default=0, metavar="S", help="seed of the collection run")
     parser.add_argument("--out", type=Path, required=True, metavar="PATH", help="where to write the fit (JSON)")
     parser.add_argument("--force", action="store_true", help="replace an existing --out file")
+    add_debug_option(parser)
     args = parser.parse_args(argv)
-    try:
-        return fit(scenario_path(args.file), args.slots, args.seed, args.out, args.force)
-    except (ScenarioError, LlmSetupError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+    return guarded(fit, scenario_path(args.file), args.slots, args.seed, args.out, args.force, debug=args.debug)
 
 
 if __name__ == "__main__":

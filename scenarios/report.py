@@ -32,6 +32,7 @@ import numpy as np
 from rich.table import Table
 
 from agents.persona import TRAITS
+from world.files import replacing
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -94,7 +95,8 @@ def _figure(width_in: float, height_in: float) -> Figure:
 
 
 def _save(fig: Figure, path: Path) -> Path:
-    fig.savefig(path)
+    with replacing(path) as tmp:
+        fig.savefig(tmp)
     return path
 
 

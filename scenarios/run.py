@@ -5,16 +5,27 @@ The run folder holds:
     slots.csv      one row per finished slot (appended and flushed every slot)
     requests.csv   one row per finished request, with the user's feedback (appended and flushed every slot)
     users.csv      one row per user: name, persona summary, Big Five traits, walking speed
+    run.json       how the run ended: finished, interrupted, stopped or failed, and the slots done
 so a run that is interrupted keeps every slot it finished. Plots, the image sheet and the
 summary are drawn from these files afterwards (`scenarios/report.py`).
+
+A slot's requests are written before its row in slots.csv, so a slot is finished when its row
+is there. Resuming (`run_scenario(..., resume=True)`) rebuilds the block from config.yaml and
+replays the finished slots: the personas' recorded answers (requests.csv) are served again
+instead of asking the model, and every replayed slot is checked against its row in slots.csv.
+Then the files are cut back to the finished slots and the run goes on from there.
 """
 
 from __future__ import annotations
 
 import csv
+import io
+import json
 import math
 import os
 import time
+from collections import defaultdict
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -24,7 +35,8 @@ import numpy as np
 import yaml
 
 from agents.base_station import AllocationPolicy
-from agents.persona import TRAITS
+from agents.feedback import Delivery, Feedback
+from agents.persona import TRAITS, Persona
 from agents.request import ImageRequest
 from policies.ddpg import DDPG, CheckpointError
 from policies.gddpg import GDDPG
@@ -32,15 +44,18 @@ from policies.heuristics import FixedPolicy, GreedyPolicy, OptimumPolicy, Random
 from scenarios.loader import SHIPPED, ScenarioError
 from world.city import SLOT_METRICS, CityBlock
 from world.config import ScenarioConfig
-from world.feedback import FeedbackCache, FeedbackPool
+from world.feedback import FeedbackCache, FeedbackPool, FeedbackStats
 from world.feedback_model import FeedbackFitError, LearnedFeedback, load_fit
+from world.files import write_atomic
 from world.llm import EMBEDDED_MODELS, build_backends
 
 USER_FIELDS = ("user_id", "index", "name", "persona", *TRAITS, "speed_mps")
 # the request's own fields, then what the GPU servers' cooperative engine adds (empty when it does not share)
 RENDER_FIELDS = ("cluster", "shared_steps", "seen")
 REQUEST_FIELDS = (*ImageRequest(request_id=0, user_id=0, persona="", prompt="", topic="", issued_s=0.0).as_record(),
-                  *RENDER_FIELDS)
+                  *RENDER_FIELDS, "finished_slot")
+# slot columns that a replay need not repeat: counts of where answers came from and wall-clock latency
+NOT_REPLAYED = ("llm_calls", "cache_hits", "cache_hit_rate", "llm_median_latency_s")
 
 
 POLICIES = ("gddpg", "ddpg", "greedy", "optimum", "fixed", "random")   # what base_station.policy and --policy accept
@@ -87,8 +102,12 @@ class FeedbackFailed(RuntimeError):
     """The language model stopped answering and the run was asked to stop at once (--fail-fast)."""
 
 
-def make_feedback(cfg: ScenarioConfig, seed: int) -> tuple[FeedbackPool | LearnedFeedback | None, Callable[[], None]]:
-    """The personas' feedback service named in the scenario, and how to shut it down."""
+def make_feedback(cfg: ScenarioConfig, seed: int, recorded: RecordedAnswers | None = None,
+                  ) -> tuple[FeedbackPool | LearnedFeedback | None, Callable[[], None]]:
+    """The personas' feedback service named in the scenario, and how to shut it down.
+
+    With `recorded`, the model's answers come from a resumed run's record while there is one.
+    """
     fcfg = cfg.feedback
     if fcfg.mode == "silent":
         return None, lambda: None
@@ -107,6 +126,9 @@ def make_feedback(cfg: ScenarioConfig, seed: int) -> tuple[FeedbackPool | Learne
     # the cache key names the model by its file's hash, so a changed model never reuses old answers
     model_hash = EMBEDDED_MODELS[fcfg.llm.model].sha256 if fcfg.llm.backend == "embedded" else fcfg.llm.ollama_model
     pool = FeedbackPool(backends, backend_id=f"{backends[0].name}@{model_hash}", sampling=sampling, cache=cache)
+    if recorded is not None:
+        recorded.pool = pool
+        pool = recorded    # type: ignore[assignment]   # same interface
     engine: FeedbackPool | LearnedFeedback = pool
     if fcfg.mode == "learned":
         engine = LearnedFeedback(pool, np.random.default_rng([seed, 2]), fcfg.learned_live_share,
@@ -151,16 +173,6 @@ def prepare_run_dir(out: Path, force: bool) -> Path:
     return out
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write text to a temporary file beside `path`, then rename it into place."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.replace(path)
-
-
 @dataclass
 class RunResult:
     """Where a run wrote and what it measured."""
@@ -181,49 +193,134 @@ class RunResult:
 
 
 class RunWriter:
-    """Append-only CSV tables of a run folder."""
+    """Append-only CSV tables of a run folder.
 
-    def __init__(self, out: Path) -> None:
+    Args:
+        out: the run folder.
+        append: go on with tables a resumed run already holds (no second header).
+    """
+
+    def __init__(self, out: Path, append: bool = False) -> None:
         self._files: list[IO[str]] = []
-        self.slots = self._open(out / "slots.csv", SLOT_METRICS)
-        self.requests = self._open(out / "requests.csv", REQUEST_FIELDS)
+        self.slots = self._open(out / "slots.csv", SLOT_METRICS, append)
+        self.requests = self._open(out / "requests.csv", REQUEST_FIELDS, append)
 
-    def _open(self, path: Path, fields: tuple[str, ...]) -> csv.DictWriter:
+    def _open(self, path: Path, fields: tuple[str, ...], append: bool) -> tuple[IO[str], tuple[str, ...]]:
+        header = not (append and path.is_file() and path.stat().st_size > 0)
         f = path.open("a", newline="", encoding="utf-8")
         self._files.append(f)
-        writer = csv.DictWriter(f, fieldnames=fields)
-        writer.writeheader()
-        return writer
+        if header:
+            f.write(_csv_text([dict(zip(fields, fields))], fields))
+            f.flush()
+        return f, fields
 
     def write_slot(self, model: CityBlock) -> None:
-        """The slot just finished: its metrics and the requests finished in it."""
-        self.slots.writerow(model.slot_metrics)
-        for r in model.completed:
-            self.requests.writerow(r.as_record())
-        for f in self._files:
-            f.flush()
+        """The slot just finished: the requests finished in it, then its metrics (the slot's commit mark).
+
+        Each table gets one write and a flush, so an interruption leaves whole rows.
+        """
+        f, fields = self.requests
+        f.write(_csv_text([{**r.as_record(), "finished_slot": model.slot} for r in model.completed], fields))
+        f.flush()
+        f, fields = self.slots
+        f.write(_csv_text([model.slot_metrics], fields))
+        f.flush()
 
     def close(self) -> None:
         for f in self._files:
             f.close()
 
 
+def _csv_text(rows: list[dict[str, object]], fields: tuple[str, ...]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def read_table(path: Path) -> list[dict[str, str]]:
+    """The whole rows of a run folder's CSV table; a last line cut off by a crash is not a row."""
+    if not path.is_file():
+        return []
+    text = path.read_text(encoding="utf-8")
+    if not text.endswith("\n"):
+        text = text[:text.rfind("\n") + 1]
+    return list(csv.DictReader(io.StringIO(text, newline="")))
+
+
+class RecordedAnswers:
+    """The personas' answers a run recorded, served again while a resumed run replays its finished slots.
+
+    Stands in for the `FeedbackPool` (same interface): a delivery the record holds an answer to
+    gets that answer, anything else goes to the model. `stop()` ends the replay.
+    """
+
+    def __init__(self, rows: list[dict[str, str]]) -> None:
+        self.pool: FeedbackPool | None = None
+        self.answers: dict[tuple[str, str], list[Feedback]] = defaultdict(list)
+        for row in rows:
+            if row["feedback_backend"] in ("", "learned") or row["feedback_valid"] == "":
+                continue      # a silent user, or a rating predicted by the learned model (predicted again)
+            delivery = Delivery(prompt=row["prompt"], steps=int(row["steps"]), sharpness=float(row["sharpness"]),
+                                fidelity=float(row["fidelity"]), wait_s=float(row["wait_s"]), seen=row["seen"])
+            self.answers[self._key(row["persona"], delivery)].append(Feedback(
+                text=row["feedback_text"], rating=int(row["rating"]) if row["rating"] else None,
+                expected_rating=float(row["expected_rating"]) if row["expected_rating"] else None, raw="",
+                latency_s=0.0, backend=row["feedback_backend"], valid=row["feedback_valid"] == "True",
+                cached=True, error=row["feedback_error"], failed=row["feedback_failed"] == "True"))
+
+    @staticmethod
+    def _key(persona: str, delivery: Delivery) -> tuple[str, str]:
+        return persona, json.dumps(delivery.key(), sort_keys=True)
+
+    def submit(self, persona: Persona, delivery: Delivery) -> Future[Feedback]:
+        answers = self.answers.get(self._key(persona.summary(), delivery))
+        if answers:
+            done: Future[Feedback] = Future()
+            done.set_result(answers.pop(0))
+            return done
+        return self._pool.submit(persona, delivery)
+
+    def stop(self) -> None:
+        """The replay is over: every later answer comes from the model."""
+        self.answers.clear()
+
+    @property
+    def _pool(self) -> FeedbackPool:
+        if self.pool is None:
+            raise RuntimeError("RecordedAnswers is used before make_feedback gave it a pool")
+        return self.pool
+
+    @property
+    def stats(self) -> FeedbackStats:
+        return self._pool.stats
+
+    @property
+    def agreement(self) -> dict[str, float]:
+        return self._pool.agreement
+
+    def learn(self, persona: Persona, delivery: Delivery, feedback: Feedback) -> None:
+        self._pool.learn(persona, delivery, feedback)
+
+    def refresh(self) -> None:
+        self._pool.refresh()
+
+    def close(self) -> None:
+        self._pool.close()
+
+
 def write_users(path: Path, model: CityBlock) -> None:
     """Who the users are, one row each: the plots group QoE by persona type from here."""
-    with path.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=USER_FIELDS)
-        writer.writeheader()
-        for u in model.user_list:
-            writer.writerow({"user_id": u.unique_id, "index": u.index, "name": u.persona.name,
-                             "persona": u.persona.summary(), **dict(zip(TRAITS, u.persona.traits.as_tuple())),
-                             "speed_mps": u.speed_mps})
+    rows = [{"user_id": u.unique_id, "index": u.index, "name": u.persona.name, "persona": u.persona.summary(),
+             **dict(zip(TRAITS, u.persona.traits.as_tuple())), "speed_mps": u.speed_mps} for u in model.user_list]
+    write_atomic(path, _csv_text([dict(zip(USER_FIELDS, USER_FIELDS)), *rows], USER_FIELDS))
 
 
 def run_scenario(cfg: ScenarioConfig, steps: int | None = None, seed: int | None = None,
                  out: Path | None = None, force: bool = False, fail_fast: bool = False,
                  log: Callable[[str], None] = print,
                  observer: Callable[[CityBlock], None] | None = None,
-                 log_every_s: float = 30.0) -> RunResult:
+                 log_every_s: float = 30.0, resume: bool = False) -> RunResult:
     """Build the block from `cfg`, run it, write the run folder.
 
     Args:
@@ -238,9 +335,11 @@ def run_scenario(cfg: ScenarioConfig, steps: int | None = None, seed: int | None
         observer: called with the model after every slot (and its files) is finished; the live
             view reads the model there. It must not change the model.
         log_every_s: wall-clock seconds between progress lines at the latest.
+        resume: go on with the interrupted run in `out` (its config.yaml is `cfg`, see `resume_config`):
+            replay its finished slots, check them against slots.csv, then run the rest.
 
     Raises:
-        ScenarioError: bad input (run folder, steps).
+        ScenarioError: bad input (run folder, steps), or a resumed run that does not replay as recorded.
         LlmSetupError: the language model cannot be started or reached.
         FeedbackFailed: with fail_fast, the model stopped answering.
     """
@@ -251,37 +350,60 @@ def run_scenario(cfg: ScenarioConfig, steps: int | None = None, seed: int | None
     cfg = cfg.model_copy(update={"seed": seed, "slots": steps})
     # a bad checkpoint is refused before the run folder is touched ('optimum' needs the feedback first)
     policy = make_policy(cfg, seed) if cfg.base_station.policy != "optimum" else None
-    out = prepare_run_dir(out or default_run_dir(cfg, seed), force)
-    write_atomic(out / "config.yaml", yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+    recorded: list[dict[str, str]] = []
+    answers: RecordedAnswers | None = None
+    if resume:
+        if out is None:
+            raise ScenarioError("--resume needs the run folder")
+        recorded = read_table(out / "slots.csv")
+        if len(recorded) >= steps:
+            raise ScenarioError(f"--resume: '{out}' has finished all {len(recorded)} slots; to run it longer "
+                                f"pass --steps with more than {len(recorded)}")
+        requests = read_table(out / "requests.csv")
+        if recorded and (_header(out / "slots.csv") != SLOT_METRICS or _header(out / "requests.csv") != REQUEST_FIELDS):
+            raise ScenarioError(f"--resume: the tables in '{out}' were written by another version of aigcsim "
+                                f"(their columns differ); start a new run")
+        if recorded:
+            answers = RecordedAnswers([r for r in requests if _int(r["finished_slot"]) <= len(recorded)])
+    else:
+        out = prepare_run_dir(out or default_run_dir(cfg, seed), force)
+        write_atomic(out / "config.yaml", yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
 
-    log(f"running {cfg.name}: {steps} slots of {cfg.slot_s:g} s, seed {seed}, run folder {out}")
-    feedback, close_feedback = make_feedback(cfg, seed)
+    done = len(recorded)
+    log(f"running {cfg.name}: {steps} slots of {cfg.slot_s:g} s, seed {seed}, run folder {out}"
+        + (f" (resuming after slot {done})" if resume else ""))
+    feedback, close_feedback = make_feedback(cfg, seed, answers)
     policy = policy or make_policy(cfg, seed, feedback)
     model = CityBlock(cfg, policy, feedback=feedback)
     if hasattr(policy, "bind"):
         policy.bind(model)
-    write_users(out / "users.csv", model)
-    writer = RunWriter(out)
-    issued = delivered = rated = invalid = failed = 0
-    waits: list[float] = []
-    qoe: list[float] = []
-    energy = 0.0
+    tally = _Tally()
+    writer: RunWriter | None = None
+    status, error = "failed", ""
     started = time.perf_counter()
     every = max(1, steps // 10)
     logged = started
     try:
-        for _ in range(steps):
+        for row in recorded:
+            model.step()
+            _check_replay(model, row, out)
+            tally.add(model)
+            if observer is not None:
+                observer(model)
+        if resume:
+            if answers is not None:
+                answers.stop()
+            _cut_back(out, done)
+            write_atomic(out / "config.yaml", yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+            if done:
+                log(f"replayed slots 1-{done} as recorded; going on from slot {done + 1}")
+        write_users(out / "users.csv", model)
+        writer = RunWriter(out, append=resume)
+        for _ in range(done, steps):
             model.step()
             writer.write_slot(model)
             m = model.slot_metrics
-            issued += int(m["requests_issued"])
-            delivered += int(m["requests_delivered"])
-            rated += int(m["requests_rated"])
-            invalid += int(m["feedback_invalid"])
-            failed += int(m["feedback_failed"])
-            waits += [r.wait_s for r in model.delivered]
-            qoe += [r.qoe for r in model.completed if not math.isnan(r.qoe)]
-            energy += m["service_energy_j"]
+            tally.add(model)
             if fail_fast and m["feedback_failed"]:
                 first = next(r.feedback for r in model.completed if r.feedback and r.feedback.failed)
                 raise FeedbackFailed(f"slot {model.slot}: the language model did not answer ({first.error}); "
@@ -291,19 +413,107 @@ def run_scenario(cfg: ScenarioConfig, steps: int | None = None, seed: int | None
             now = time.perf_counter()
             if model.slot % every == 0 or model.slot == steps or now - logged >= log_every_s:
                 logged = now
-                log(f"slot {model.slot}/{steps}  t={m['time_s']:.0f}s  issued={issued}  delivered={delivered}  "
-                    f"rated={rated}  in_flight={m['in_flight']}  mean_qoe={_fmt(qoe)}  "
-                    f"llm_calls={m['llm_calls']}  cache_hits={m['cache_hits']}  invalid={invalid}  "
-                    f"failed={failed}  gpu={m['gpu_utilisation']:.0%}  energy={energy:.0f}J")
+                log(f"slot {model.slot}/{steps}  t={m['time_s']:.0f}s  issued={tally.issued}  "
+                    f"delivered={tally.delivered}  rated={tally.rated}  in_flight={m['in_flight']}  "
+                    f"mean_qoe={_fmt(tally.qoe)}  llm_calls={m['llm_calls']}  cache_hits={m['cache_hits']}  "
+                    f"invalid={tally.invalid}  failed={tally.failed}  gpu={m['gpu_utilisation']:.0%}  "
+                    f"energy={tally.energy:.0f}J")
+        status = "finished"
+    except KeyboardInterrupt:
+        status = "interrupted"
+        raise
+    except FeedbackFailed as exc:
+        status, error = "stopped", str(exc)
+        raise
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {exc}"
+        raise
     finally:
-        writer.close()
+        if writer is not None:
+            writer.close()
         close_feedback()
+        if writer is not None or not resume:     # a resume refused before writing leaves run.json as it was
+            write_atomic(out / "run.json", json.dumps(
+                {"status": status, "slots_done": len(read_table(out / "slots.csv")), "slots": steps,
+                 "seed": seed, "error": error}, indent=1) + "\n")
     m = model.slot_metrics
-    return RunResult(out=out, slots=model.slot, requests_issued=issued, requests_delivered=delivered,
-                     requests_rated=rated, mean_wait_s=float(np.mean(waits)) if waits else math.nan,
-                     mean_qoe=float(np.mean(qoe)) if qoe else math.nan, feedback_invalid=invalid,
-                     feedback_failed=failed, llm_calls=int(m["llm_calls"]), cache_hits=int(m["cache_hits"]),
-                     service_energy_j=energy, seconds=time.perf_counter() - started)
+    return RunResult(out=out, slots=model.slot, requests_issued=tally.issued, requests_delivered=tally.delivered,
+                     requests_rated=tally.rated, mean_wait_s=float(np.mean(tally.waits)) if tally.waits else math.nan,
+                     mean_qoe=float(np.mean(tally.qoe)) if tally.qoe else math.nan, feedback_invalid=tally.invalid,
+                     feedback_failed=tally.failed, llm_calls=int(m["llm_calls"]), cache_hits=int(m["cache_hits"]),
+                     service_energy_j=tally.energy, seconds=time.perf_counter() - started)
+
+
+def resume_config(out: Path) -> ScenarioConfig:
+    """The scenario of the run in folder `out`, as it was resolved when the run started (its config.yaml)."""
+    from scenarios.loader import load_scenario
+
+    if not (out / "config.yaml").is_file():
+        raise ScenarioError(f"--resume: '{out}' holds no run (no config.yaml); give the folder of an "
+                            f"interrupted run")
+    return load_scenario(out / "config.yaml")
+
+
+@dataclass
+class _Tally:
+    """What the run has counted so far, for the progress lines and the result."""
+
+    issued: int = 0
+    delivered: int = 0
+    rated: int = 0
+    invalid: int = 0
+    failed: int = 0
+    energy: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.waits: list[float] = []
+        self.qoe: list[float] = []
+
+    def add(self, model: CityBlock) -> None:
+        m = model.slot_metrics
+        self.issued += int(m["requests_issued"])
+        self.delivered += int(m["requests_delivered"])
+        self.rated += int(m["requests_rated"])
+        self.invalid += int(m["feedback_invalid"])
+        self.failed += int(m["feedback_failed"])
+        self.energy += m["service_energy_j"]
+        self.waits += [r.wait_s for r in model.delivered]
+        self.qoe += [r.qoe for r in model.completed if not math.isnan(r.qoe)]
+
+
+def _check_replay(model: CityBlock, row: dict[str, str], out: Path) -> None:
+    """A replayed slot must match its record; otherwise the run cannot go on where it stopped."""
+    for key in SLOT_METRICS:
+        if key in NOT_REPLAYED or key not in row:
+            continue
+        got, want = float(model.slot_metrics[key]), float(row[key])
+        if not (got == want or (math.isnan(got) and math.isnan(want)) or math.isclose(got, want, rel_tol=1e-9)):
+            raise ScenarioError(
+                f"--resume: slot {model.slot} does not replay as recorded in {out / 'slots.csv'} ({key}: recorded "
+                f"{row[key]}, replayed {got!r}); the code, the installed packages or the files the run reads have "
+                f"changed since it started. Nothing was changed in the run folder; start a new run instead")
+
+
+def _cut_back(out: Path, done: int) -> None:
+    """Cut the tables back to the first `done` slots (a slot cut off by the interruption is dropped)."""
+    slots = read_table(out / "slots.csv")[:done]
+    requests = [r for r in read_table(out / "requests.csv") if _int(r["finished_slot"]) <= done]
+    for name, fields, rows in (("slots.csv", SLOT_METRICS, slots), ("requests.csv", REQUEST_FIELDS, requests)):
+        write_atomic(out / name, _csv_text([dict(zip(fields, fields)), *rows], fields))
+
+
+def _header(path: Path) -> tuple[str, ...]:
+    if not path.is_file():
+        return ()
+    with path.open(newline="", encoding="utf-8") as f:
+        return tuple(next(csv.reader(f), ()))
+
+
+def _int(text: str | None) -> int:
+    try:
+        return int(text or 0)
+    except ValueError:
+        return 1 << 62      # unreadable: treated as after every finished slot
 
 
 def _fmt(values: list[float]) -> str:

@@ -13,12 +13,15 @@ The run folder holds:
     config.yaml          the resolved scenario (with the --feedback and --render choices applied)
     train.json           policy, hyperparameters, seed, feedback and rendering mode, episodes asked
     curve.csv            one row per episode (appended): reward, total QoE and energy per slot, ...
-    checkpoints/last.pt  the learner and its replay buffer after the last checkpointed episode (--resume)
+    checkpoints/last.pt  the learner, its replay buffer and every random state after the last checkpointed
+                         episode; Ctrl-C or SIGTERM writes it for the last finished episode (--resume)
     policy.pt            the trained learner without its buffer (for `--checkpoint`), at the end
     learning_curve.png   reward per episode, at the end
 Weights are saved as state dicts and loaded with `weights_only=True`.
 
-Exit status: 0 done, 2 bad input (one message on stderr), 130 interrupted (the last checkpoint stays).
+Exit status: 0 done, 1 unexpected error, 2 bad input (one message on stderr, no traceback unless
+--debug), 130 interrupted (Ctrl-C or SIGTERM: the checkpoint of the last finished episode is written
+and the command to resume is printed). A resumed run ends exactly as an uninterrupted one would.
 """
 
 from __future__ import annotations
@@ -40,12 +43,12 @@ import yaml
 from policies.ddpg import DDPG, CheckpointError, NonFiniteError
 from policies.env import AllocationEnv
 from policies.gddpg import GDDPG, action_spread
-from scenarios.cli import EXIT_BAD_INPUT, EXIT_INTERRUPTED, _positive, _seed, scenario_path
+from scenarios.cli import EXIT_INTERRUPTED, _positive, _seed, add_debug_option, guarded, scenario_path
 from scenarios.loader import ScenarioError, load_scenario
-from scenarios.run import make_feedback, make_policy, write_atomic
+from scenarios.run import make_feedback, make_policy
+from world.files import write_atomic
 from world.config import ScenarioConfig
 from world.feedback_model import LearnedFeedback
-from world.llm import LlmSetupError
 
 LEARNERS = {"gddpg": GDDPG, "ddpg": DDPG}
 POLICIES = ("gddpg", "ddpg", "greedy", "optimum", "fixed", "random")
@@ -219,7 +222,6 @@ def train(path: Path, opts: TrainOptions, out: Path, resume: bool = False, force
         start_episode = int(extra.get("episode", -1)) + 1
         curve = [r for r in read_curve(out / "curve.csv") if r["episode"] < start_episode]
         write_curve(out / "curve.csv", curve)
-        feedback_weights = extra.get("feedback_weights")
     else:
         if out.exists() and any(out.iterdir()) and not force:
             raise ScenarioError(f"run folder '{out}' already holds files; choose another --out, pass --resume to "
@@ -231,7 +233,7 @@ def train(path: Path, opts: TrainOptions, out: Path, resume: bool = False, force
                 (out / name).unlink(missing_ok=True)
         except OSError as exc:
             raise ScenarioError(f"cannot create run folder '{out}': {exc.strerror}; choose another --out") from None
-        feedback_weights = None
+        extra: dict[str, Any] = {}
         if opts.policy in LEARNERS:
             learner = LEARNERS[opts.policy](seed=opts.seed)
         write_atomic(out / "config.yaml", yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
@@ -241,23 +243,33 @@ def train(path: Path, opts: TrainOptions, out: Path, resume: bool = False, force
              "hyperparameters": learner.config if learner is not None else {}}, indent=1) + "\n")
 
     feedback, close_feedback = make_feedback(cfg, opts.seed)
-    if feedback_weights is not None and isinstance(feedback, LearnedFeedback):
-        feedback.weights = np.array(feedback_weights)
+    if "feedback" in extra and isinstance(feedback, LearnedFeedback):
+        feedback.restore(extra["feedback"])
     env = AllocationEnv(cfg, feedback, opts.max_requests)
     policy = learner if learner is not None else make_policy(cfg, opts.seed, feedback=feedback)
-    rng = np.random.default_rng([opts.seed, 7])
+    rng = np.random.default_rng([opts.seed, 7])      # the learner's random actions before learning starts
+    if "train_rng" in extra:
+        rng.bit_generator.state = json.loads(extra["train_rng"])
+    unsaved: bytes | None = None      # the checkpoint of the last finished episode, when it is not on disk yet
     try:
         for episode in range(start_episode, opts.episodes):
             row = {"episode": episode, **run_episode(env, policy, learner, opts, episode_seed(opts.seed, episode), rng)}
             append_curve(out / "curve.csv", row)
             curve.append(row)
-            if learner is not None and ((episode + 1) % opts.checkpoint_every == 0 or episode + 1 == opts.episodes):
-                extra = {"episode": episode, "scenario": cfg.name}
-                if isinstance(feedback, LearnedFeedback) and feedback.weights is not None:
-                    extra["feedback_weights"] = [float(w) for w in feedback.weights]
-                learner.save(last, extra)
+            if learner is not None:
+                extra = {"episode": episode, "scenario": cfg.name, "train_rng": json.dumps(rng.bit_generator.state)}
+                if isinstance(feedback, LearnedFeedback):
+                    extra["feedback"] = feedback.state()
+                unsaved = learner.to_bytes(extra)
+                if (episode + 1) % opts.checkpoint_every == 0 or episode + 1 == opts.episodes:
+                    write_atomic(last, unsaved)
+                    unsaved = None
             if progress is not None:
                 progress(episode + 1, opts.episodes, row)
+    except KeyboardInterrupt:
+        if unsaved is not None:
+            write_atomic(last, unsaved)
+        raise
     finally:
         close_feedback()
     if learner is not None:
@@ -300,6 +312,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="requests the base station decides per slot; more wait (default 8)")
     parser.add_argument("--threads", type=_positive, default=1, metavar="T", help="torch threads (default 1)")
     parser.add_argument("--no-progress", action="store_true", help="plain lines instead of a progress bar")
+    add_debug_option(parser)
     args = parser.parse_args(argv)
     path = scenario_path(args.file)
     opts = TrainOptions(policy=args.policy, episodes=args.episodes, seed=args.seed, feedback=args.feedback,
@@ -307,18 +320,20 @@ def main(argv: list[str] | None = None) -> int:
                         learning_starts=args.learning_starts,
                         max_requests=args.max_requests, checkpoint_every=args.checkpoint_every, threads=args.threads)
     out = args.out or Path("runs") / f"train-{path.stem}-{args.policy}-seed{args.seed}"
+    return guarded(_train, path, opts, out, args, debug=args.debug)
+
+
+def _train(path: Path, opts: TrainOptions, out: Path, args: argparse.Namespace) -> int:
     started = time.perf_counter()
     try:
         with _progress(args.no_progress) as report:
             curve = train(path, opts, out, resume=args.resume, force=args.force, progress=report)
-    except (ScenarioError, LlmSetupError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
     except NonFiniteError as exc:
-        print(f"error: {exc}; the last checkpoint in {out / 'checkpoints'} is untouched", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        raise NonFiniteError(f"{exc}; the last checkpoint in {out / 'checkpoints'} is untouched") from None
     except KeyboardInterrupt:
-        print(f"interrupted: resume with python -m scenarios.train {args.file} --policy {args.policy} "
+        done = len(read_curve(out / "curve.csv"))
+        print(f"interrupted after episode {done}: the checkpoint of the last finished episode is in "
+              f"{out / 'checkpoints'}; go on with: python -m scenarios.train {args.file} --policy {args.policy} "
               f"--seed {args.seed} --episodes {args.episodes} --out {out} --resume", file=sys.stderr)
         return EXIT_INTERRUPTED
     tail = curve[-max(1, len(curve) // 5):]

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from agents.feedback import Delivery, Feedback
+from world.files import write_atomic
 from agents.persona import BigFive, Persona
 from world.feedback import FeedbackPool, FeedbackStats
 
@@ -126,13 +127,27 @@ class LearnedFeedback:
         penalty[0, 0] = 0.0        # the intercept is not shrunk
         return np.linalg.solve(x.T @ x + penalty, x.T @ y)
 
+    def state(self) -> dict[str, object]:
+        """What the model has learned so far and where its draws stand, as plain values (for checkpoints)."""
+        return {"weights": None if self.weights is None else [float(w) for w in self.weights],
+                "x": [[float(v) for v in row] for row in self._x], "y": list(self._y),
+                "rng": json.dumps(self.rng.bit_generator.state), "agreement": dict(self.agreement)}
+
+    def restore(self, state: dict[str, object]) -> None:
+        """Go on from `state()`: the same fit, the same pairs, the same next draws."""
+        self.weights = None if state["weights"] is None else np.array(state["weights"], dtype=float)
+        self._x = [np.array(row, dtype=float) for row in state["x"]]
+        self._y = [float(v) for v in state["y"]]
+        self.rng.bit_generator.state = json.loads(state["rng"])
+        self.agreement = dict(state["agreement"])
+
     def save(self, path: Path, source: str) -> None:
         """Write the current fit as JSON (weights, pairs, agreement, where the answers came from)."""
         if self.weights is None:
             raise ValueError("nothing fitted yet: collect at least min_pairs LLM answers and refresh()")
         data = {"format": FIT_FORMAT, "features": len(self.weights), "source": source,
                 "agreement": self.agreement, "weights": [float(w) for w in self.weights]}
-        path.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+        write_atomic(path, json.dumps(data, indent=1) + "\n")
 
     def close(self) -> None:
         if self.live is not None:
