@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import unicodedata
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Future
 from dataclasses import asdict, dataclass
@@ -158,27 +159,52 @@ def feedback_messages(persona: Persona, delivery: Delivery) -> list[tuple[str, s
     return [("system", system), ("human", human)]
 
 
+MAX_ANSWER_CHARS = 20_000     # a whole answer is some 200 characters; far more is a model that did not stop
+
+
 def parse_answer(raw: str) -> tuple[str, int]:
     """The feedback sentence and the rating from a raw answer.
 
     Raises:
-        InvalidAnswer: not a JSON object with a non-empty "feedback" string and an integer "rating" in 1-5.
+        InvalidAnswer: not a JSON object with a non-empty "feedback" string and an integer "rating" in 1-5;
+            also for feedback with control characters or unpaired surrogates (it could not be stored), and
+            for answers longer than MAX_ANSWER_CHARS (never parsed).
     """
+    if len(raw) > MAX_ANSWER_CHARS:
+        raise InvalidAnswer(f"answer has {len(raw)} characters; at most {MAX_ANSWER_CHARS} are read")
     text = raw.strip()
     if text.startswith("```"):       # some models fence JSON even when asked not to
         text = text.strip("`").removeprefix("json").strip()
     try:
         data = json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as exc:
-        raise InvalidAnswer(f"not JSON: {exc}") from None
+    except (ValueError, RecursionError) as exc:     # ValueError: bad JSON, or an integer of over 4300 digits
+        raise InvalidAnswer(f"not JSON: {str(exc).split(';')[0]}") from None
     if not isinstance(data, dict):
-        raise InvalidAnswer(f"expected a JSON object, got {type(data).__name__}")
+        raise InvalidAnswer(f"expected a JSON object, got {_json_type(data)}")
     feedback, rating = data.get("feedback"), data.get("rating")
     if not isinstance(feedback, str) or not feedback.strip():
         raise InvalidAnswer("'feedback' is missing or empty")
+    feedback = " ".join(feedback.split())
+    if any(unicodedata.category(c) in ("Cc", "Cs") for c in feedback):
+        raise InvalidAnswer("'feedback' holds control characters or unpaired surrogates")
     if isinstance(rating, bool) or not isinstance(rating, (int, float)) or rating not in RATINGS:
-        raise InvalidAnswer(f"'rating' must be an integer 1-5, got {rating!r}")
-    return " ".join(feedback.split())[:MAX_FEEDBACK_CHARS], int(rating)
+        raise InvalidAnswer(f"'rating' must be an integer 1-5, got {_brief(rating)}")
+    return feedback[:MAX_FEEDBACK_CHARS], int(rating)
+
+
+def _json_type(value: object) -> str:
+    return {dict: "an object", list: "an array", str: "a string", bool: "true/false", type(None): "null"}.get(
+        type(value), "a number")
+
+
+def _brief(value: object) -> str:
+    """A JSON value for an error message: short, and never the repr of a deep array (which can overflow the stack)."""
+    if isinstance(value, (dict, list)):
+        return _json_type(value)
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+        return "a huge integer"
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def expected_rating(tokens: Iterable[tuple[str, Sequence[tuple[str, float]]]]) -> float | None:

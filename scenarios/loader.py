@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import difflib
+import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,10 +14,34 @@ from pydantic import BaseModel, ValidationError
 from world.config import ScenarioConfig
 
 SHIPPED = Path(__file__).resolve().parent
+MAX_CHARS = 1_000_000     # a scenario is a few kB; the limit bounds the YAML parser's time (about 3 s a MB)
+# PyYAML builds an alias as a reference to its anchor, so a few lines ("billion laughs") can stand for
+# more values than validation could ever walk; a scenario with 10,000 explicit personas has about 160,000.
+MAX_VALUES = 200_000
+MAX_DEPTH = 32            # a scenario nests 5 levels; deeper data would only exhaust the stack
+MAX_ERRORS = 10           # errors named in one message
 
 
 class ScenarioError(Exception):
     """Bad input: the message says what is wrong and how to fix it."""
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, with every error a YAMLError that says where, and YAML 1.2's `1e6` a number."""
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep)
+        except (ValueError, TypeError, AttributeError, OverflowError, LookupError) as exc:
+            # PyYAML's own constructors raise these for '2020-13-01', '!!int x', '!!bool x', '!!float' or 5000 digits
+            raise yaml.constructor.ConstructorError(
+                None, None, f"cannot read this value: {str(exc).split(';')[0]}", node.start_mark) from None
+
+
+# YAML 1.1 reads 1e6 and 2.0e5 (an exponent without a sign) as text; YAML 1.2 and every person read a number.
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."))
 
 
 def load_scenario(path: str | Path, overrides: dict[str, Any] | None = None) -> ScenarioConfig:
@@ -33,7 +59,8 @@ def load_scenario(path: str | Path, overrides: dict[str, Any] | None = None) -> 
         hint = f"; shipped scenarios: {', '.join(sorted(p.name for p in SHIPPED.glob('*.yaml')))}"
         raise ScenarioError(f"scenario file '{path}' not found{hint}")
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open(encoding="utf-8") as f:
+            text = f.read(MAX_CHARS + 1)       # enough to tell that a file is too long, never more
     except (OSError, UnicodeDecodeError) as exc:
         raise ScenarioError(f"cannot read scenario file '{path}': {exc}") from None
     return parse_scenario(text, source=str(path), overrides=overrides)
@@ -42,17 +69,24 @@ def load_scenario(path: str | Path, overrides: dict[str, Any] | None = None) -> 
 def parse_scenario(text: str, source: str = "<scenario>",
                    overrides: dict[str, Any] | None = None) -> ScenarioConfig:
     """Validate scenario YAML text; see `load_scenario`."""
+    if len(text) > MAX_CHARS:
+        raise ScenarioError(f"{source}: longer than {MAX_CHARS:,} characters; a scenario is a few kB of YAML "
+                            f"(a list of thousands of personas still fits)")
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_Loader)      # a SafeLoader: no Python objects from tags
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise ScenarioError(f"{source}: not valid YAML{where}: {problem}") from None
+    except RecursionError:
+        raise ScenarioError(f"{source}: not valid YAML: nested deeper than the parser can follow; "
+                            f"values may nest {MAX_DEPTH} levels at most") from None
     if not isinstance(data, dict):
         raise ScenarioError(f"{source}: a scenario must be a mapping of fields (name: ..., users: ...), "
                             f"got {type(data).__name__}")
     data.update(overrides or {})
+    _check_size(data, source)
     try:
         return ScenarioConfig.model_validate(data)
     except ValidationError as exc:
@@ -60,27 +94,82 @@ def parse_scenario(text: str, source: str = "<scenario>",
         # An error inside a list also fails the list's own length check; name only the inner one.
         errors = [e for e in errors if not any(
             len(o["loc"]) > len(e["loc"]) and tuple(o["loc"][:len(e["loc"])]) == tuple(e["loc"]) for o in errors)]
-        lines = [_explain(err) for err in errors]
+        lines = [_explain(err) for err in errors[:MAX_ERRORS]]
+        if len(errors) > MAX_ERRORS:
+            lines.append(f"... and {len(errors) - MAX_ERRORS} more errors")
         raise ScenarioError(f"{source}: " + "\n  ".join(lines)) from None
+
+
+def _check_size(data: Any, source: str) -> None:
+    """Refuse data with more than MAX_VALUES values once aliases are expanded, or nested deeper than MAX_DEPTH.
+
+    Counting walks the data as validation would, visiting an alias once per use, and stops at the limit:
+    an alias bomb costs MAX_VALUES steps, never its exponential size. The message names where the walk stopped.
+    """
+    count = 0
+    # one level per entry: (the level's remaining (key, value) pairs, the level's path)
+    stack: list[tuple[Iterator[tuple[Any, Any]], tuple[Any, ...]]] = [(iter([(None, data)]), ())]
+    while stack:
+        children, path = stack[-1]
+        item = next(children, None)
+        if item is None:
+            stack.pop()
+            continue
+        key, value = item
+        where = path if key is None else (*path, key)
+        count += 1
+        if count > MAX_VALUES:
+            raise ScenarioError(f"{source}: {_where(where)}: more than {MAX_VALUES:,} values once YAML aliases "
+                                f"(*name) are expanded; a scenario has a few hundred: is an alias repeated "
+                                f"inside what it refers to?")
+        if isinstance(value, dict):
+            grandchildren: Iterator[tuple[Any, Any]] = iter(value.items())
+        elif isinstance(value, (list, tuple, set, frozenset)):
+            grandchildren = enumerate(value)
+        else:
+            continue
+        if len(stack) > MAX_DEPTH:
+            raise ScenarioError(f"{source}: {_where(where)}: values nested deeper than {MAX_DEPTH} levels; "
+                                f"a scenario nests 5")
+        stack.append((grandchildren, where))
+
+
+def _where(loc: tuple[Any, ...]) -> str:
+    """A location as 'users.population.personas.3', clipped."""
+    return _clip(".".join(_clip(str(p), 40) for p in loc), 100) or "(top level)"
 
 
 def _explain(err: dict[str, Any]) -> str:
     """One validation error as 'field.path: got X; what is allowed (doc, unit)'."""
     loc = tuple(err["loc"])
-    path = ".".join(str(p) for p in loc) or "(top level)"
+    path = _where(loc)
     given = err.get("input")
-    if err["type"] == "extra_forbidden":
+    if err["type"] in ("extra_forbidden", "invalid_key"):       # invalid_key: a number, date or null as a key
         parent = _model_at(loc[:-1])
         allowed = sorted(parent.model_fields) if parent else []
-        close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
-        hint = f" did you mean '{close[0]}'?" if close else ""
+        close = difflib.get_close_matches(str(loc[-1])[:100], allowed, n=1)
+        hint = f" did you mean '{close[0]}'?" if close and err["type"] == "extra_forbidden" else ""
         return f"{path}: unknown key.{hint} Allowed keys here: {', '.join(allowed)}"
     if err["type"] == "missing":
         return f"{path}: required field is missing{_doc(loc)}"
     message = err["msg"].removeprefix("Value error, ")
-    if isinstance(given, dict):      # a check across fields: the message names them
+    if isinstance(given, dict) and not loc:      # a check across sections: the message names the fields
+        return message
+    if isinstance(given, dict) and err["type"] == "value_error":      # a check across fields
         return f"{path}: {message}"
+    if err["type"] in ("int_type", "float_type") and isinstance(given, bool):
+        message += ", not true or false"
+    elif err["type"] in ("int_type", "float_type") and isinstance(given, str) and _is_number(given):
+        message += ", without quotes"
     return f"{path}: got {_show(given)}; {message}{_doc(loc)}"
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
@@ -110,5 +199,10 @@ def _doc(loc: tuple[Any, ...]) -> str:
 
 
 def _show(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
+    if isinstance(value, int) and value.bit_length() > 64:     # repr refuses integers of over 4300 digits
+        return f"an integer of about {int(value.bit_length() * 0.30103) + 1} digits"
+    return _clip(repr(value), 80)
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit - 3] + "..."

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from agents.gpu_server import BatchTiming
 
@@ -27,7 +27,8 @@ from agents.gpu_server import BatchTiming
 class GpuProfile(BaseModel):
     """Cost constants of one GPU server."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: a number is a number (true is not 1, 4.5 is not a count); no NaN or infinity
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
     step_latency_s: float = Field(0.05, gt=0, description="Latency of one denoising step at batch 1, s.")
     batch_latency_slope: float = Field(
@@ -35,13 +36,13 @@ class GpuProfile(BaseModel):
     step_energy_j: float = Field(15.0, gt=0, description="Energy of one denoising step at batch 1, J.")
     batch_energy_slope: float = Field(
         0.10, ge=0, description="Extra energy per step for each further image in the batch, fraction of step_energy_j.")
-    max_batch: int = Field(16, ge=1, description="Most images denoised together in one batch, count.")
+    max_batch: int = Field(16, ge=1, le=1024, description="Most images denoised together in one batch, count.")
 
 
 class PhoneProfile(BaseModel):
     """Cost constants of a phone finishing the last steps itself."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
     step_latency_s: float = Field(0.8, gt=0, description="Latency of one denoising step on the phone, s.")
     step_energy_j: float = Field(2.0, gt=0, description="Energy of one denoising step on the phone, J.")
@@ -95,7 +96,7 @@ class QualityProfile(BaseModel):
         fidelity  = 1 - exp(-steps / fidelity_steps)
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
     sharpness_steps: float = Field(10.0, gt=0, description="Steps after which 63 % of the noise is gone, count.")
     fidelity_steps: float = Field(6.0, gt=0, description="Steps after which the content is 63 % settled, count.")
@@ -116,15 +117,17 @@ class ProfiledQuality:
 class ImageGenConfig(BaseModel):
     """How the GPU servers denoise: cooperative sharing, and whether images are really generated."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
     render: Literal["profile", "real"] = Field(
         "profile", description="'real': run the image model for every request and judge each image; 'profile': "
                                "cost the same UNet calls and take quality from the shipped quality tables.")
     model: str = Field(
-        "shipped", min_length=1, description="'shipped' for the project's model, or a folder: a diffusers "
-                                            "pipeline (unet/, vae/, text_encoder/, ...) or weights with a manifest.")
-    device: str = Field("cpu", min_length=1, description="Torch device of the image model (cpu, cuda or cuda:N).")
+        "shipped", min_length=1, max_length=4096,
+        description="'shipped' for the project's model, or a folder: a diffusers pipeline (unet/, vae/, "
+                    "text_encoder/, ...) or weights with a manifest.")
+    device: str = Field("cpu", min_length=1, max_length=32,
+                        description="Torch device of the image model (cpu, cuda or cuda:N).")
     dtype: Literal["float32", "float16", "bfloat16"] = Field("float32", description="Weights' number format.")
     threads: int = Field(1, ge=1, le=64, description="Torch CPU threads for the image model, count.")
     share: bool = Field(True, description="Share denoising prefixes between similar prompts.")
@@ -132,3 +135,10 @@ class ImageGenConfig(BaseModel):
         0.85, ge=-1, le=1, description="Least MiniLM cosine similarity to a cluster's first prompt to join it.")
     shared_fraction: float = Field(
         0.1, ge=0, le=1, description="Share k/T of a cluster's steps T (capped by its members' server steps).")
+
+    @field_validator("model", "device")
+    @classmethod
+    def _printable(cls, text: str) -> str:
+        if not text.isprintable():
+            raise ValueError(f"{text[:40]!r} contains control characters")
+        return text

@@ -6,6 +6,7 @@ prompts); this module assembles them into `ScenarioConfig`.
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -18,12 +19,32 @@ from world.streets import StreetsConfig
 
 Point = tuple[float, float]
 
+# Every section is strict (a number is a number: true is not 1, 4.5 is not a count) and refuses NaN and
+# infinity. Pairs and lists say strict=False: YAML gives lists, which then become tuples; their items stay strict.
+STRICT = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+MAX_SPEED_MPS = 100.0      # a fast train; a walker crosses speed * slot_s / block_m intersections per slot
+MAX_PATH_CHARS = 4096
+
+
+def printable(text: str, what: str) -> str:
+    """`text` unchanged, or ValueError when it holds control characters (line breaks included)."""
+    if not text.isprintable():
+        raise ValueError(f"{what} {text[:40]!r} contains control characters")
+    return text
+
+
+def file_path(path: str | None) -> str | None:
+    """`path` unchanged (None too), or ValueError when it is too long or holds control characters."""
+    if path is not None and len(path) > MAX_PATH_CHARS:
+        raise ValueError(f"a path of {len(path)} characters; at most {MAX_PATH_CHARS} are allowed")
+    return path if path is None else printable(path, "path")
 
 
 class PersonaConfig(BaseModel):
     """One persona: a name, a short background, Big Five traits in [0, 1]."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = STRICT
 
     name: str = Field(min_length=1, max_length=60, description="What the persona is called.")
     background: str = Field("", max_length=300, description="One or two sentences about the person.")
@@ -33,11 +54,23 @@ class PersonaConfig(BaseModel):
     agreeableness: float = Field(ge=0, le=1, description="Big Five agreeableness, 0-1.")
     neuroticism: float = Field(ge=0, le=1, description="Big Five neuroticism, 0-1.")
 
+    @field_validator("name")
+    @classmethod
+    def _printable_name(cls, name: str) -> str:
+        return printable(name, "persona name")
+
+    @field_validator("background")
+    @classmethod
+    def _printable_background(cls, background: str) -> str:
+        # the background goes into the language model's instructions; a folded YAML line may end in a newline
+        printable(background.replace("\n", " "), "background")
+        return background
+
 
 class TraitMeans(BaseModel):
     """Mean of each trait in a sampled population, 0-1 (exclusive)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = STRICT
 
     openness: float = Field(0.5, gt=0, lt=1, description="Mean openness, 0-1.")
     conscientiousness: float = Field(0.5, gt=0, lt=1, description="Mean conscientiousness, 0-1.")
@@ -49,10 +82,11 @@ class TraitMeans(BaseModel):
 class PopulationConfig(BaseModel):
     """Who the users are: an explicit list of personas, or traits sampled with the run's seed."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = STRICT
 
     personas: tuple[PersonaConfig, ...] = Field(
-        (), description="Explicit personas; users take them in turn. Empty: sample traits instead.")
+        (), max_length=10_000, strict=False,
+        description="Explicit personas; users take them in turn. Empty: sample traits instead.")
     trait_means: TraitMeans = Field(default_factory=TraitMeans, description="Sampling: mean of each trait.")
     concentration: float = Field(
         2.0, gt=0, description="Sampling: Beta(mean * c, (1 - mean) * c) per trait; 2 with mean 0.5 is uniform.")
@@ -61,30 +95,30 @@ class PopulationConfig(BaseModel):
 class UsersConfig(BaseModel):
     """The population of mobile users."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = STRICT
 
-    count: int = Field(30, ge=1, description="Number of mobile users, count.")
+    count: int = Field(30, ge=1, le=100_000, description="Number of mobile users, count.")
     speed_mps: tuple[float, float] = Field(
-        (0.8, 1.6), description="Range of walking speeds, m/s; each user draws one uniformly.")
+        (0.8, 1.6), strict=False, description="Range of walking speeds, m/s; each user draws one uniformly.")
     request_rate_per_s: float = Field(
-        0.02, ge=0, description="Mean image requests per user per second (Poisson process), 1/s.")
+        0.02, ge=0, le=10, description="Mean image requests per user per second (Poisson process), 1/s.")
     population: PopulationConfig = Field(default_factory=PopulationConfig, description="Personas of the users.")
 
     @field_validator("speed_mps")
     @classmethod
     def _speed_range(cls, speed: tuple[float, float]) -> tuple[float, float]:
         low, high = speed
-        if low <= 0 or high < low:
-            raise ValueError("must be [low, high] with 0 < low <= high")
+        if low <= 0 or high < low or high > MAX_SPEED_MPS:
+            raise ValueError(f"must be [low, high] with 0 < low <= high <= {MAX_SPEED_MPS:g}")
         return speed
 
 
 class BaseStationConfig(BaseModel):
     """The base station and its decision bounds."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = STRICT
 
-    position_m: Point = Field((200.0, 200.0), description="Coordinates (x, y), m.")
+    position_m: Point = Field((200.0, 200.0), strict=False, description="Coordinates (x, y), m.")
     policy: Literal["gddpg", "ddpg", "greedy", "optimum", "fixed", "random"] = Field(
         "fixed", description="Allocation policy: 'gddpg' (diffusion-model actor) or 'ddpg' (MLP actor), trained "
                              "with `python -m scenarios.train`; 'greedy' (more steps and power to better channels, "
@@ -93,13 +127,18 @@ class BaseStationConfig(BaseModel):
     checkpoint: str | None = Field(
         None, description="Learner weights for gddpg/ddpg (a checkpoint written by `python -m scenarios.train`); a "
                           "relative path is looked up here, then beside the shipped scenarios. None: untrained.")
-    min_steps: int = Field(5, ge=1, description="Fewest denoising steps per request T_min, count.")
-    max_steps: int = Field(50, ge=1, description="Most denoising steps per request T_max, count.")
+    min_steps: int = Field(5, ge=1, le=1000, description="Fewest denoising steps per request T_min, count.")
+    max_steps: int = Field(50, ge=1, le=1000, description="Most denoising steps per request T_max, count.")
     energy_budget_j_per_slot: float = Field(
         500.0, gt=0, description="Energy the service may spend per slot (GPU + radio), J.")
     energy_penalty: float = Field(
         1.0, ge=0, description="Reward lost per budget's worth of energy over the budget: reward = total QoE - "
                                "energy_penalty * over_budget_j / energy_budget_j_per_slot, QoE units.")
+
+    @field_validator("checkpoint")
+    @classmethod
+    def _file_path(cls, path: str | None) -> str | None:
+        return file_path(path)
 
     @model_validator(mode="after")
     def _steps_range(self) -> BaseStationConfig:
@@ -111,14 +150,19 @@ class BaseStationConfig(BaseModel):
 class GpuServerConfig(GpuProfile):
     """One edge GPU server: where it is and its cost profile."""
 
-    name: str = Field(min_length=1, description="Server label.")
-    position_m: Point = Field(description="Coordinates (x, y), m.")
+    name: str = Field(min_length=1, max_length=60, description="Server label.")
+    position_m: Point = Field(strict=False, description="Coordinates (x, y), m.")
+
+    @field_validator("name")
+    @classmethod
+    def _printable_name(cls, name: str) -> str:
+        return printable(name, "server name")
 
 
 class FeedbackConfig(BaseModel):
     """How users answer: the language model behind the personas and how it is served."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = STRICT
 
     mode: Literal["live", "learned", "silent"] = Field(
         "live", description="'live': the LLM answers every delivery; 'learned': a regressor fitted on a share of "
@@ -126,7 +170,8 @@ class FeedbackConfig(BaseModel):
     llm: LlmConfig = Field(default_factory=LlmConfig, description="The language model.")
     instances: int = Field(1, ge=1, le=64, description="Model instances answering concurrently, count.")
     think_s: tuple[float, float] = Field(
-        (2.0, 8.0), description="Range of the time a user takes to answer after the image arrives, s (uniform).")
+        (2.0, 8.0), strict=False,
+        description="Range of the time a user takes to answer after the image arrives, s (uniform).")
     cache: str | None = Field(
         ".cache/aigcsim/feedback.sqlite", description="Response cache file (SQLite); null for no cache.")
     learned_live_share: float = Field(
@@ -146,21 +191,29 @@ class FeedbackConfig(BaseModel):
             raise ValueError("must be [low, high] with 0 <= low <= high")
         return think
 
+    @field_validator("cache", "learned_start")
+    @classmethod
+    def _file_path(cls, path: str | None) -> str | None:
+        return file_path(path)
+
 
 class ScenarioConfig(BaseModel):
     """A whole scenario."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = STRICT
 
-    name: str = Field("city_block", min_length=1, description="Scenario name, used in run folder names.")
-    seed: int = Field(42, ge=0, description="Seed of every random draw of the run.")
-    slots: int = Field(300, ge=1, description="Slots in a run unless --steps says otherwise, count.")
-    slot_s: float = Field(1.0, gt=0, description="Length of one slot of the simulated clock, s.")
+    name: str = Field("city_block", min_length=1, max_length=60,
+                      description="Scenario name, used in run folder names: letters, digits, '_' and '-'.")
+    # torch seeds must fit 64 bits; 2^32 - 1 is what every generator takes
+    seed: int = Field(42, ge=0, le=2**32 - 1, description="Seed of every random draw of the run, 0 to 4294967295.")
+    slots: int = Field(300, ge=1, le=1_000_000, description="Slots in a run unless --steps says otherwise, count.")
+    slot_s: float = Field(1.0, gt=0, le=3600, description="Length of one slot of the simulated clock, s.")
     streets: StreetsConfig = Field(default_factory=StreetsConfig, description="Street grid and mobility.")
     users: UsersConfig = Field(default_factory=UsersConfig, description="Mobile users.")
     base_station: BaseStationConfig = Field(default_factory=BaseStationConfig, description="Base station.")
     radio: RadioConfig = Field(default_factory=RadioConfig, description="Downlink channel.")
-    gpu_servers: tuple[GpuServerConfig, ...] = Field(min_length=1, description="Edge GPU servers, at least one.")
+    gpu_servers: tuple[GpuServerConfig, ...] = Field(
+        min_length=1, max_length=1000, strict=False, description="Edge GPU servers, at least one.")
     phone: PhoneProfile = Field(default_factory=PhoneProfile, description="Phones' denoising cost.")
     quality: QualityProfile = Field(
         default_factory=QualityProfile,
@@ -169,6 +222,13 @@ class ScenarioConfig(BaseModel):
         default_factory=ImageGenConfig, description="Cooperative denoising on the GPU servers, real or profiled.")
     feedback: FeedbackConfig = Field(default_factory=FeedbackConfig, description="Persona feedback.")
     prompts: PromptsConfig = Field(description="Prompt catalog.")
+
+    @field_validator("name")
+    @classmethod
+    def _folder_name(cls, name: str) -> str:
+        if not NAME.fullmatch(name):
+            raise ValueError("use letters, digits, '_' and '-', starting with a letter or digit (it names run folders)")
+        return name
 
     @model_validator(mode="after")
     def _inside_block(self) -> ScenarioConfig:
@@ -182,4 +242,18 @@ class ScenarioConfig(BaseModel):
         names = [s.name for s in self.gpu_servers]
         if len(set(names)) != len(names):
             raise ValueError(f"gpu_servers need unique names, got {names}")
+        return self
+
+    @model_validator(mode="after")
+    def _budget_covers_one_step(self) -> ScenarioConfig:
+        # A slot in which a GPU runs even one step of a batch spends at least e_step(1) = step_energy_j
+        # (batches only cost more); a budget below that is overrun by any served request.
+        cheapest = min(self.gpu_servers, key=lambda s: s.step_energy_j)
+        budget = self.base_station.energy_budget_j_per_slot
+        if budget < cheapest.step_energy_j:
+            raise ValueError(
+                f"base_station.energy_budget_j_per_slot: got {budget:g} J; one denoising step of one image on the "
+                f"cheapest GPU server ('{cheapest.name}': step_energy_j) costs {cheapest.step_energy_j:g} J, so "
+                f"every slot that serves a request is over budget; give at least {cheapest.step_energy_j:g} J "
+                f"per slot, or a cheaper server")
         return self

@@ -17,11 +17,21 @@ MAX_PROMPT_CHARS = 300
 class Topic(BaseModel):
     """A group of prompts that mean nearly the same thing."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: a number is a number (true is not 1); no NaN or infinity
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
-    name: str = Field(min_length=1, description="Topic label.")
-    weight: float = Field(1.0, gt=0, description="Relative popularity of the topic, dimensionless.")
-    prompts: tuple[str, ...] = Field(min_length=1, description="Prompts of this topic.")
+    name: str = Field(min_length=1, max_length=60, description="Topic label.")
+    # a bound keeps the sum of the weights, and so the topic probabilities, finite
+    weight: float = Field(1.0, gt=0, le=1e6, description="Relative popularity of the topic, dimensionless.")
+    prompts: tuple[str, ...] = Field(   # strict=False: a YAML list is a tuple; its items stay strict
+        min_length=1, max_length=1000, strict=False, description="Prompts of this topic.")
+
+    @field_validator("name")
+    @classmethod
+    def _printable_name(cls, name: str) -> str:
+        if not name.isprintable():
+            raise ValueError(f"topic name {name[:40]!r} contains control characters")
+        return name
 
     @field_validator("prompts")
     @classmethod
@@ -39,11 +49,13 @@ class Topic(BaseModel):
 class PromptsConfig(BaseModel):
     """The catalog and how requests draw from it."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
-    trend_period_s: float = Field(60.0, gt=0, description="How long one topic stays the trend, s.")
+    # one trend is drawn per elapsed period: a period of nanoseconds would draw without end
+    trend_period_s: float = Field(60.0, ge=1, description="How long one topic stays the trend, s.")
     trend_share: float = Field(0.6, ge=0, le=1, description="Probability that a request follows the trend.")
-    topics: tuple[Topic, ...] = Field(min_length=1, description="Topics of the catalog.")
+    topics: tuple[Topic, ...] = Field(
+        min_length=1, max_length=1000, strict=False, description="Topics of the catalog.")
 
     @model_validator(mode="after")
     def _unique_names(self) -> PromptsConfig:

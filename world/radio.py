@@ -26,13 +26,15 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 class RadioConfig(BaseModel):
     """Downlink channel and transmitter constants."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: a number is a number (true is not 1); no NaN or infinity
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
     bandwidth_hz: float = Field(1.0e6, gt=0, description="Bandwidth B of one request's channel, Hz.")
-    noise_dbm_per_hz: float = Field(-174.0, description="Noise power spectral density N0, dBm/Hz.")
-    pl0_db: float = Field(15.3, ge=0, description="Path loss PL0 at the reference distance d0, dB.")
+    # 10^(N0 / 10) overflows a float above about 3000 dBm/Hz; -174 is thermal noise at room temperature
+    noise_dbm_per_hz: float = Field(-174.0, ge=-300, le=300, description="Noise power spectral density N0, dBm/Hz.")
+    pl0_db: float = Field(15.3, ge=0, le=300, description="Path loss PL0 at the reference distance d0, dB.")
     d0_m: float = Field(1.0, gt=0, description="Reference distance d0, m; closer users get the loss at d0.")
-    alpha: float = Field(3.76, gt=0, description="Path-loss exponent alpha, dimensionless.")
+    alpha: float = Field(3.76, gt=0, le=10, description="Path-loss exponent alpha, dimensionless.")
     min_power_w: float = Field(0.1, gt=0, description="Lowest transmit power P_min per request, W.")
     max_power_w: float = Field(1.0, gt=0, description="Highest transmit power P_max per request, W.")
     payload_bits: float = Field(8.0e5, gt=0, description="Size of one delivered image, bits.")

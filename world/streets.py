@@ -30,16 +30,21 @@ from agents.user import MobileUser, Node
 class StreetsConfig(BaseModel):
     """Layout of the street grid and the pedestrians' mobility model."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: a number is a number (true is not 1, 4.5 is not a count); no NaN or infinity
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
-    columns: int = Field(4, ge=1, description="Blocks from west to east, count (columns + 1 north-south streets).")
-    rows: int = Field(4, ge=1, description="Blocks from south to north, count (rows + 1 east-west streets).")
-    block_m: float = Field(100.0, gt=0, description="Length of one block's side, m.")
+    # the grid has (columns + 1) x (rows + 1) intersections, and a walker crosses about
+    # speed * slot_s / block_m of them per slot: the bounds keep both within reach
+    columns: int = Field(
+        4, ge=1, le=200, description="Blocks from west to east, count (columns + 1 north-south streets).")
+    rows: int = Field(
+        4, ge=1, le=200, description="Blocks from south to north, count (rows + 1 east-west streets).")
+    block_m: float = Field(100.0, ge=1, le=10_000, description="Length of one block's side, m.")
     mobility: Literal["manhattan", "random_waypoint"] = Field(
         "manhattan", description="How users choose their way: 'manhattan' or 'random_waypoint'.")
     p_straight: float = Field(0.5, ge=0, le=1, description="Manhattan: probability of going straight at an intersection.")
-    pause_s: tuple[float, float] = Field(
-        (0.0, 30.0), description="Random waypoint: range of the pause at each waypoint, s (uniform).")
+    pause_s: tuple[float, float] = Field(   # strict=False: a YAML list is a pair; its numbers stay strict
+        (0.0, 30.0), strict=False, description="Random waypoint: range of the pause at each waypoint, s (uniform).")
 
     @field_validator("pause_s")
     @classmethod
