@@ -34,6 +34,7 @@ from world.llm import LlmSetupError
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
+MAX_SEED = 2**32 - 1      # what every generator (numpy, torch) takes
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 
 EPILOG = """\
@@ -54,8 +55,8 @@ def _positive(text: str) -> int:
 
 def _seed(text: str) -> int:
     value = _integer(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"must be 0 to {MAX_SEED}, got {value}")
     return value
 
 

@@ -28,7 +28,13 @@ CROSS_FIELD_RULES = (
     "`base_station.position_m` and every `gpu_servers[].position_m` lie inside the block "
     "[0, columns x block_m] x [0, rows x block_m] m.",
     "`gpu_servers[].name` and `prompts.topics[].name` are unique.",
-    "A prompt is not empty, has no control characters, and is at most 200 characters long.",
+    "A prompt is not empty, has no control characters, and is at most 300 characters long; names, backgrounds "
+    "and file paths have no control characters either; `name` is letters, digits, `_` and `-`.",
+    "`base_station.energy_budget_j_per_slot` pays for at least one denoising step of one image on the cheapest "
+    "GPU server (its `step_energy_j`).",
+    "`users.speed_mps` high <= 100 m/s; `feedback.llm.max_tokens` < `feedback.llm.context_tokens`.",
+    "Counts are whole numbers (not true/false, not 4.5); numbers are written without quotes; NaN and infinity "
+    "are refused everywhere.",
     "Unknown keys are refused everywhere (a typo never falls back to a default silently).",
 )
 
@@ -186,15 +192,15 @@ def _allowed(info: FieldInfo) -> str:
         elif isinstance(m, annotated_types.Lt):
             high, high_open = m.lt, True
         elif isinstance(m, annotated_types.MinLen):
-            length.append(f"{'length' if info.annotation is str else 'items'} >= {m.min_length}")
+            length.append(f"{'length' if _is_text(info.annotation) else 'items'} >= {m.min_length}")
         elif isinstance(m, annotated_types.MaxLen):
-            length.append(f"{'length' if info.annotation is str else 'items'} <= {m.max_length}")
+            length.append(f"{'length' if _is_text(info.annotation) else 'items'} <= {m.max_length}")
     if low is not None and high is not None:
-        text = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        text = f"{'(' if low_open else '['}{_number(low)}, {_number(high)}{')' if high_open else ']'}"
     elif low is not None:
-        text = f"{'>' if low_open else '>='} {low:g}"
+        text = f"{'>' if low_open else '>='} {_number(low)}"
     elif high is not None:
-        text = f"{'<' if high_open else '<='} {high:g}"
+        text = f"{'<' if high_open else '<='} {_number(high)}"
     else:
         text = ""
     if not text and origin is tuple and args[-1:] != (Ellipsis,):
@@ -204,3 +210,13 @@ def _allowed(info: FieldInfo) -> str:
 
 def _escape(text: str) -> str:
     return text.replace("|", "\\|")
+
+
+def _number(value: float) -> str:
+    """A bound as a person writes it: whole numbers in full (4294967295, not 4.29497e+09)."""
+    return str(value) if isinstance(value, int) else f"{value:g}"
+
+
+def _is_text(annotation: object) -> bool:
+    """str, or an optional str."""
+    return annotation is str or set(getattr(annotation, "__args__", ())) == {str, type(None)}

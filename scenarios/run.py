@@ -33,6 +33,7 @@ from typing import IO, Callable
 
 import numpy as np
 import yaml
+from pydantic import ValidationError
 
 from agents.base_station import AllocationPolicy
 from agents.feedback import Delivery, Feedback
@@ -345,9 +346,7 @@ def run_scenario(cfg: ScenarioConfig, steps: int | None = None, seed: int | None
     """
     seed = cfg.seed if seed is None else seed
     steps = cfg.slots if steps is None else steps
-    if steps < 1:
-        raise ScenarioError(f"--steps must be at least 1, got {steps}")
-    cfg = cfg.model_copy(update={"seed": seed, "slots": steps})
+    cfg = with_seed_and_slots(cfg, seed, steps)
     # a bad checkpoint is refused before the run folder is touched ('optimum' needs the feedback first)
     policy = make_policy(cfg, seed) if cfg.base_station.policy != "optimum" else None
     recorded: list[dict[str, str]] = []
@@ -442,6 +441,16 @@ def run_scenario(cfg: ScenarioConfig, steps: int | None = None, seed: int | None
                      mean_qoe=float(np.mean(tally.qoe)) if tally.qoe else math.nan, feedback_invalid=tally.invalid,
                      feedback_failed=tally.failed, llm_calls=int(m["llm_calls"]), cache_hits=int(m["cache_hits"]),
                      service_energy_j=tally.energy, seconds=time.perf_counter() - started)
+
+
+def with_seed_and_slots(cfg: ScenarioConfig, seed: int, slots: int) -> ScenarioConfig:
+    """The scenario with --seed and --steps applied, checked as if they were written in the file."""
+    try:
+        return ScenarioConfig.model_validate({**cfg.model_dump(), "seed": seed, "slots": slots})
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        flag = {"seed": "--seed", "slots": "--steps"}.get(str(err["loc"][0]), ".".join(map(str, err["loc"])))
+        raise ScenarioError(f"{flag}: got {err.get('input')!r}; {err['msg']}") from None
 
 
 def resume_config(out: Path) -> ScenarioConfig:

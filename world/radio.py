@@ -59,11 +59,14 @@ def path_loss_db(distance_m: np.ndarray | float, cfg: RadioConfig) -> np.ndarray
     return cfg.pl0_db + 10.0 * cfg.alpha * np.log10(d / cfg.d0_m)
 
 
+MIN_RATE_BPS = 1.0   # floor of a transfer's rate, bit/s
+
+
 def shannon_rate_bps(power_w: np.ndarray | float, gain: np.ndarray | float, cfg: RadioConfig) -> np.ndarray:
     """rate_bps = B * log2(1 + P * g / (N0 * B))."""
     noise_w = cfg.noise_w_per_hz * cfg.bandwidth_hz
     snr = np.asarray(power_w, dtype=float) * np.asarray(gain, dtype=float) / noise_w
-    return cfg.bandwidth_hz * np.log2(1.0 + snr)
+    return cfg.bandwidth_hz * np.log1p(snr) / np.log(2.0)   # log1p: a weak link keeps a tiny rate, not 0
 
 
 @dataclass(frozen=True)
@@ -111,7 +114,8 @@ class Radio:
         """SimPy process: send one image (or `bits` bits: latents handed to the phone); returns when the last
         bit has arrived."""
         gain = float(self.gain[user_index])
-        rate = float(shannon_rate_bps(power_w, gain, self.cfg))
+        # a link in deep outage (underflowing gain) still ends: at 1 bit/s, the image waits that long
+        rate = max(float(shannon_rate_bps(power_w, gain, self.cfg)), MIN_RATE_BPS)
         start = self.env.now
         duration_s = (self.cfg.payload_bits if bits is None else bits) / rate
         yield self.env.timeout(duration_s)
