@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test bench weights feedback-fit checkpoint clean
+.PHONY: setup demo test bench weights feedback-fit checkpoint shipped-sums clean
 
 setup: $(STAMP)
 
@@ -29,11 +29,17 @@ bench: setup
 # Refit the city block's persona-feedback model from real LLM answers (about 5 min on 2 cores).
 feedback-fit: setup
 	$(PY) -m scenarios.fit_feedback city_block --slots 300 --out scenarios/feedback_fits/city_block.json --force
+	$(MAKE) shipped-sums
 
 # Retrain the city block's shipped G-DDPG base station (about 2 min on 2 cores).
 checkpoint: setup
 	$(PY) -m scenarios.train city_block --policy gddpg --episodes 100 --seed 0 --feedback frozen --out runs/train-city_block-gddpg-seed0 --force --no-progress
 	cp runs/train-city_block-gddpg-seed0/policy.pt scenarios/checkpoints/gddpg_city_block.pt
+	$(MAKE) shipped-sums
+
+# The sha256 of every shipped model file, checked before one is loaded.
+shipped-sums:
+	cd scenarios && sha256sum checkpoints/*.pt feedback_fits/*.json > SHA256SUMS
 
 # Retrain the shipped text-to-image model and judge (about 50 min on 2 cores), then re-measure its quality tables.
 weights: setup

@@ -19,6 +19,7 @@ Then the files are cut back to the finished slots and the run goes on from there
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import math
@@ -143,14 +144,45 @@ def make_feedback(cfg: ScenarioConfig, seed: int, recorded: RecordedAnswers | No
 
 
 def resolve_shipped(name: str, field: str) -> Path:
-    """A file named in a scenario: as given (relative to the working folder), else beside the shipped scenarios."""
+    """A file named in a scenario: as given (relative to the working folder), else beside the shipped scenarios.
+
+    A shipped model file (a trained checkpoint, a feedback fit) is checked against the sha256 in
+    scenarios/SHA256SUMS before it is used.
+    """
     path = Path(name)
-    if path.is_file() or path.is_absolute():
-        return path
-    beside = SHIPPED / path
-    if beside.is_file():
-        return beside
-    raise ScenarioError(f"{field}: '{name}' does not exist here or in {SHIPPED}; give a path to an existing file")
+    if not (path.is_file() or path.is_absolute()):
+        path = SHIPPED / path
+        if not path.is_file():
+            raise ScenarioError(f"{field}: '{name}' does not exist here or in {SHIPPED}; give a path to an "
+                                f"existing file")
+    verify_shipped(path, field)
+    return path
+
+
+def shipped_sums(folder: Path | None = None) -> dict[str, str]:
+    """The sha256 of each shipped model file, by its path relative to the scenarios folder (SHA256SUMS)."""
+    sums = (folder or SHIPPED) / "SHA256SUMS"
+    if not sums.is_file():
+        return {}
+    return {rel.strip().lstrip("*"): digest for digest, rel in
+            (line.split(maxsplit=1) for line in sums.read_text(encoding="utf-8").splitlines() if line.strip())}
+
+
+def verify_shipped(path: Path, field: str) -> None:
+    """Refuse a shipped model file whose content is not the one the project ships."""
+    try:
+        rel = path.resolve().relative_to(SHIPPED.resolve()).as_posix()
+    except ValueError:
+        return          # not a shipped file: the user's own, checked by its loader
+    expected = shipped_sums().get(rel)
+    if expected is None or not path.is_file():
+        return
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if digest != expected:
+        raise ScenarioError(f"{field}: the shipped file {path} has sha256 {digest[:16]}..., expected "
+                            f"{expected[:16]}... (scenarios/SHA256SUMS): it was changed or damaged; restore it "
+                            f"(`git checkout -- scenarios/{rel}` or reinstall aigcsim), or rebuild it with "
+                            f"`make checkpoint` / `make feedback-fit`")
 
 
 def default_run_dir(cfg: ScenarioConfig, seed: int) -> Path:
