@@ -17,6 +17,7 @@ import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 from rich.console import Console
 
@@ -44,6 +45,13 @@ ran), image_sheet.png and run.json (how the run ended). Ctrl-C or SIGTERM stops 
 finished slot kept; --resume RUN_DIR goes on with it. Exit status: 0 done, 1 stopped by --fail-fast
 or an unexpected error, 2 bad input, 130 interrupted.
 """
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with a one-line error: what is wrong and where the help is, exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def _positive(text: str) -> int:
@@ -230,7 +238,7 @@ def guarded(fn: Callable[..., int], *args: object, debug: bool = False) -> int:
 
 def run_shipped(yaml_path: Path, argv: list[str] | None = None) -> int:
     """Entry point of `python -m scenarios.<name>`: run one shipped scenario."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog=f"python -m scenarios.{yaml_path.stem}", epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description=f"Run the shipped scenario {yaml_path.name}: a live view in a terminal, plain progress "
@@ -242,7 +250,7 @@ def run_shipped(yaml_path: Path, argv: list[str] | None = None) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `python -m scenarios`."""
-    parser = argparse.ArgumentParser(prog="python -m scenarios", epilog=EPILOG,
+    parser = Parser(prog="python -m scenarios", epilog=EPILOG,
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      description="Run, check, list and start scenario files.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from policies.heuristics import RandomPolicy
-from scenarios.cli import _positive, _seed, add_debug_option, guarded, scenario_path
+from scenarios.cli import Parser, _positive, _seed, add_debug_option, guarded, scenario_path
 from scenarios.loader import ScenarioError, load_scenario
 from scenarios.run import make_feedback
 from world.city import CityBlock
@@ -66,7 +66,7 @@ def fit(path: Path, slots: int, seed: int, out: Path, force: bool) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m scenarios.fit_feedback", description=__doc__.splitlines()[0])
+    parser = Parser(prog="python -m scenarios.fit_feedback", description=__doc__.splitlines()[0])
     parser.add_argument("file", metavar="FILE", help="scenario YAML, or the name of a shipped scenario")
     parser.add_argument("--slots", type=_positive, default=300, metavar="N", help="slots to collect answers over")
     parser.add_argument("--seed", type=_seed, default=0, metavar="S", help="seed of the collection run")

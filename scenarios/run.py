@@ -379,8 +379,13 @@ def run_scenario(cfg: ScenarioConfig, steps: int | None = None, seed: int | None
     seed = cfg.seed if seed is None else seed
     steps = cfg.slots if steps is None else steps
     cfg = with_seed_and_slots(cfg, seed, steps)
-    # a bad checkpoint is refused before the run folder is touched ('optimum' needs the feedback first)
+    # a bad checkpoint or fit is refused before the run folder is touched ('optimum' needs the feedback first)
     policy = make_policy(cfg, seed) if cfg.base_station.policy != "optimum" else None
+    if cfg.feedback.learned_start:
+        try:
+            load_fit(resolve_shipped(cfg.feedback.learned_start, "feedback.learned_start"))
+        except FeedbackFitError as exc:
+            raise ScenarioError(f"feedback.learned_start: {exc}") from None
     recorded: list[dict[str, str]] = []
     answers: RecordedAnswers | None = None
     if resume:

@@ -43,7 +43,7 @@ import yaml
 from policies.ddpg import DDPG, CheckpointError, NonFiniteError
 from policies.env import AllocationEnv
 from policies.gddpg import GDDPG, action_spread
-from scenarios.cli import EXIT_INTERRUPTED, _positive, _seed, add_debug_option, guarded, scenario_path
+from scenarios.cli import Parser, EXIT_INTERRUPTED, _positive, _seed, add_debug_option, guarded, scenario_path
 from scenarios.loader import ScenarioError, load_scenario
 from scenarios.run import make_feedback, make_policy
 from world.files import write_atomic
@@ -283,7 +283,7 @@ def train(path: Path, opts: TrainOptions, out: Path, resume: bool = False, force
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m scenarios.train", description=__doc__.split("\n\n")[0],
+    parser = Parser(prog="python -m scenarios.train", description=__doc__.split("\n\n")[0],
                                      epilog="The run folder and exit status: see `pydoc scenarios.train`.")
     parser.add_argument("file", metavar="FILE", help="scenario YAML, or the name of a shipped scenario")
     parser.add_argument("--policy", choices=POLICIES, default="gddpg", metavar="P",

@@ -1,0 +1,110 @@
+"""Bad input everywhere a user types something: every command, option and file named on the command
+line or in a scenario. Each case ends with exit status 2, one message naming what is wrong, no
+traceback, and nothing already written changed. (Scenario field values: test_loader.py, test_fuzz.py.)"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from scenarios import cli, fit_feedback, train
+from tests.shipped import silent_copy
+
+Command = Callable[[list[str]], int]
+COMMANDS: dict[str, Command] = {"scenarios": cli.main, "train": train.main, "fit": fit_feedback.main}
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder with a silent scenario, a finished run, a corrupted checkpoint and odd files."""
+    root = tmp_path_factory.mktemp("bad-input")
+    silent = silent_copy(root)
+    assert cli.main(["run", str(silent), "--steps", "3", "--out", str(root / "done"), "--no-live"]) == 0
+    assert train.main([str(silent), "--policy", "fixed", "--episodes", "1", "--feedback", "frozen",
+                       "--out", str(root / "trained"), "--no-progress"]) == 0
+    (root / "broken.pt").write_bytes(b"PK\x03\x04 not a checkpoint")
+    (root / "a_file").write_text("x")
+    (root / "binary.yaml").write_bytes(bytes(range(256)) * 4)
+    (root / "empty.yaml").write_text("")
+    (root / "list.yaml").write_text("- name: x\n- users: 3\n")
+    (root / "no_fit.yaml").write_text(silent.read_text().replace(
+        "learned_start: feedback_fits/city_block.json", "learned_start: nowhere/fit.json", 1))
+    (root / "bad_ckpt.yaml").write_text(silent.read_text().replace(
+        "checkpoint: checkpoints/gddpg_city_block.pt", f"checkpoint: {root / 'broken.pt'}", 1))
+    (root / "no_start.yaml").write_text(silent.read_text().replace(
+        "learned_start: feedback_fits/city_block.json", "learned_start: null", 1))
+    assert "learned_start: nowhere" in (root / "no_fit.yaml").read_text()
+    assert "broken.pt" in (root / "bad_ckpt.yaml").read_text()
+    return root
+
+
+# (command, arguments with {w} for the work folder, what the message must say)
+CASES = [
+    ("scenarios", "run {w}/missing.yaml", "not found"),
+    ("scenarios", "run {w}/city_block.yaml --steps abc", "must be a whole number"),
+    ("scenarios", "run {w}/city_block.yaml --steps -1", "must be at least 1"),
+    ("scenarios", "run {w}/city_block.yaml --steps 5000000", "--steps"),
+    ("scenarios", "run {w}/city_block.yaml --seed -5", "must be 0 to"),
+    ("scenarios", "run {w}/city_block.yaml --seed 1099511627776", "must be 0 to"),
+    ("scenarios", "run {w}/city_block.yaml --policy sac", "invalid choice"),
+    ("scenarios", "run {w}/city_block.yaml --checkpoint {w}/missing.pt", "no such file"),
+    ("scenarios", "run {w}/city_block.yaml --policy fixed --checkpoint {w}/broken.pt", "heuristic"),
+    ("scenarios", "run {w}/city_block.yaml --policy ddpg --checkpoint {w}/broken.pt", "corrupted"),
+    ("scenarios", "run {w}/city_block.yaml --out {w}/a_file", "is a file"),
+    ("scenarios", "run {w}/city_block.yaml --out {w}/a_file/run", "cannot create run folder"),
+    ("scenarios", "run {w}/city_block.yaml --out {w}/done", "--force"),
+    ("scenarios", "run --resume {w}/nowhere", "holds no run"),
+    ("scenarios", "run {w}/city_block.yaml --resume {w}/done", "drop FILE"),
+    ("scenarios", "run --resume {w}/done", "finished all 3 slots"),
+    ("scenarios", "run", "give a scenario FILE"),
+    ("scenarios", "run {w}/no_fit.yaml --policy optimum --out {w}/n1", "learned_start"),
+    ("scenarios", "run {w}/bad_ckpt.yaml --out {w}/n2", "corrupted"),
+    ("scenarios", "validate {w}/binary.yaml", "binary.yaml"),
+    ("scenarios", "validate {w}/empty.yaml", "must be a mapping"),
+    ("scenarios", "validate {w}/list.yaml", "must be a mapping"),
+    ("scenarios", "validate {w}", "not found"),
+    ("scenarios", "new bad!name", "not a scenario name"),
+    ("scenarios", "new {w}/fresh --from nowhere", "no shipped scenario"),
+    ("scenarios", "new {w}/city_block", "already exists"),
+    ("scenarios", "frobnicate", "invalid choice"),
+    ("train", "{w}/city_block.yaml --episodes 0", "must be at least 1"),
+    ("train", "{w}/city_block.yaml --policy sac", "invalid choice"),
+    ("train", "{w}/city_block.yaml --feedback psychic", "invalid choice"),
+    ("train", "{w}/city_block.yaml --out {w}/trained", "--force"),
+    ("train", "{w}/city_block.yaml --policy fixed --out {w}/trained --resume", "no checkpoint"),
+    ("train", "{w}/no_start.yaml --feedback frozen --out {w}/n3", "learned_start"),
+    ("train", "{w}/missing.yaml --out {w}/n4", "not found"),
+    ("fit", "{w}/city_block.yaml --out {w}/a_file", "already exists"),
+    ("fit", "{w}/city_block.yaml --slots 0 --out {w}/n5.json", "must be at least 1"),
+    ("fit", "{w}/city_block.yaml", "--out"),
+]
+
+
+def snapshot(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"
+            for p in sorted(root.rglob("*"))}
+
+
+@pytest.mark.parametrize(("command", "args", "says"), CASES, ids=[f"{c} {a}" for c, a, _ in CASES])
+def test_bad_input_exits_2_with_one_message_and_changes_nothing(work: Path, capsys: pytest.CaptureFixture[str],
+                                                                command: str, args: str, says: str) -> None:
+    before = snapshot(work)
+    try:
+        status = COMMANDS[command](args.format(w=work).split())
+    except SystemExit as stop:          # argparse: a one-line message, status 2
+        status = stop.code
+    err = capsys.readouterr().err
+    assert status == 2, err
+    assert says in err and "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, f"one message, got: {err}"
+    assert snapshot(work) == before, "bad input changed what was already written"
+
+
+def test_debug_shows_the_traceback_behind_the_message(work: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["validate", str(work / "empty.yaml"), "--debug"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" in err and err.rstrip().endswith("got NoneType")
