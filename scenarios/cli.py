@@ -181,6 +181,7 @@ def _run(path: Path | None, args: argparse.Namespace, prog: str) -> int:
             report = write_report(out, sampler.cells(), policy=cfg.base_station.policy,
                                   budget_j=cfg.base_station.energy_budget_j_per_slot, wall_s=wall_s)
         except KeyboardInterrupt:
+            print(f"interrupted while drawing the plots; the run's tables in {out} are whole", file=sys.stderr)
             status = EXIT_INTERRUPTED
         else:
             _print_summary(report, cfg.name, console if live else None)

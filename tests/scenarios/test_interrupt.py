@@ -119,27 +119,27 @@ def wait_for_rows(path: Path, rows: int, proc: subprocess.Popen[str], timeout_s:
     raise AssertionError(f"no {rows} rows in {path} within {timeout_s} s")
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_a_signal_stops_a_run_that_resume_finishes_as_if_never_stopped(tmp_path: Path, sig: signal.Signals) -> None:
+def test_a_signal_stops_a_run_that_resume_finishes_as_if_never_stopped(tmp_path: Path) -> None:
     silent = str(silent_copy(tmp_path))
-    whole = subprocess.run([sys.executable, "-m", "scenarios", "run", silent, "--steps", "300", "--out",
+    whole = subprocess.run([sys.executable, "-m", "scenarios", "run", silent, "--steps", "1000", "--out",
                             str(tmp_path / "whole"), "--no-live"], cwd=ROOT, capture_output=True, text=True)
     assert whole.returncode == 0, whole.stderr
-    out = tmp_path / "split"
-    proc = started("scenarios", "run", silent, "--steps", "300", "--out", str(out), "--no-live")
-    wait_for_rows(out / "slots.csv", 20, proc)
-    proc.send_signal(sig)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130 and "Traceback" not in err
-    assert f"go on with: python -m scenarios run --resume {out}" in err
-    kept = table(out / "slots.csv")
-    assert 20 <= len(kept) < 300 and kept == table(tmp_path / "whole" / "slots.csv")[:len(kept)]
-    resumed = subprocess.run([sys.executable, "-m", "scenarios", "run", "--resume", str(out), "--no-live"],
-                             cwd=ROOT, capture_output=True, text=True)
-    assert resumed.returncode == 0, resumed.stderr
-    assert f"replayed slots 1-{len(kept)} as recorded" in resumed.stdout
-    assert table(out / "slots.csv") == table(tmp_path / "whole" / "slots.csv")
-    assert table(out / "requests.csv") == table(tmp_path / "whole" / "requests.csv")
+    for sig in (signal.SIGTERM,):     # Ctrl-C (SIGINT) is Python's KeyboardInterrupt, as in the tests above
+        out = tmp_path / sig.name
+        proc = started("scenarios", "run", silent, "--steps", "1000", "--out", str(out), "--no-live")
+        wait_for_rows(out / "slots.csv", 10, proc)
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130 and "Traceback" not in err
+        assert f"go on with: python -m scenarios run --resume {out}" in err
+        kept = table(out / "slots.csv")
+        assert 10 <= len(kept) < 1000 and kept == table(tmp_path / "whole" / "slots.csv")[:len(kept)]
+        resumed = subprocess.run([sys.executable, "-m", "scenarios", "run", "--resume", str(out), "--no-live"],
+                                 cwd=ROOT, capture_output=True, text=True)
+        assert resumed.returncode == 0, resumed.stderr
+        assert f"replayed slots 1-{len(kept)} as recorded" in resumed.stdout
+        assert table(out / "slots.csv") == table(tmp_path / "whole" / "slots.csv")
+        assert table(out / "requests.csv") == table(tmp_path / "whole" / "requests.csv")
 
 
 def test_resume_refuses_options_that_would_change_the_run(tmp_path: Path) -> None:
@@ -150,14 +150,14 @@ def test_resume_refuses_options_that_would_change_the_run(tmp_path: Path) -> Non
 
 def test_an_interrupted_training_writes_its_checkpoint_and_resumes_to_the_same_end(tmp_path: Path) -> None:
     block = short_block(tmp_path)
-    common = ["scenarios.train", block, "--policy", "ddpg", "--episodes", "6", "--seed", "3", "--feedback", "frozen",
+    common = ["scenarios.train", block, "--policy", "ddpg", "--episodes", "4", "--seed", "3", "--feedback", "frozen",
               "--no-progress", "--learning-starts", "64", "--checkpoint-every", "100"]
     whole = subprocess.run([sys.executable, "-m", *common, "--out", str(tmp_path / "whole")], cwd=ROOT,
                            capture_output=True, text=True)
     assert whole.returncode == 0, whole.stderr
     out = tmp_path / "split"
     proc = started(*common, "--out", str(out))
-    wait_for_rows(out / "curve.csv", 2, proc)
+    wait_for_rows(out / "curve.csv", 1, proc)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "Traceback" not in err
@@ -169,4 +169,4 @@ def test_an_interrupted_training_writes_its_checkpoint_and_resumes_to_the_same_e
     keys = ("episode", "reward_per_slot", "total_qoe_per_slot", "energy_j_per_slot", "updates", "qf_loss",
             "actor_loss", "transitions")
     final = [[r[k] for k in keys] for r in table(out / "curve.csv")]
-    assert len(final) == 6 and final == [[r[k] for k in keys] for r in table(tmp_path / "whole" / "curve.csv")]
+    assert len(final) == 4 and final == [[r[k] for k in keys] for r in table(tmp_path / "whole" / "curve.csv")]

@@ -77,9 +77,9 @@ def test_a_live_run_with_real_images_talks_only_to_this_machine(tmp_path: Path, 
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:9")
     monkeypatch.setenv("ALL_PROXY", "http://proxy.invalid:9")
     guard = Guard(monkeypatch)
-    cfg = shipped({"feedback": {"mode": "live", "cache": None}, "imagegen": {"render": "real"},
-                   "users": {"request_rate_per_s": 0.05}})
-    result = run_scenario(cfg, steps=40, out=tmp_path / "r", log=lambda line: None)
+    cfg = shipped({"feedback": {"mode": "live", "cache": None, "think_s": [0.5, 1.0]},
+                   "imagegen": {"render": "real"}, "users": {"count": 6, "request_rate_per_s": 0.1}})
+    result = run_scenario(cfg, steps=20, out=tmp_path / "r", log=lambda line: None)
     assert result.llm_calls > 0 and result.requests_rated > result.feedback_failed
     assert guard.connected, "the LLM client reached the embedded server over the loopback"
     assert guard.outside() == []
