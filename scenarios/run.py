@@ -190,13 +190,18 @@ def default_run_dir(cfg: ScenarioConfig, seed: int) -> Path:
     return Path("runs") / f"{cfg.name}-{datetime.now():%Y%m%d-%H%M%S}-seed{seed}"
 
 
-def prepare_run_dir(out: Path, force: bool) -> Path:
-    """Create the run folder; refuse to write into one that holds a run unless forced."""
+def refuse_occupied(out: Path, force: bool) -> None:
+    """Refuse a run folder that is a file, or that holds a run and is not to be replaced."""
     if out.exists() and not out.is_dir():
         raise ScenarioError(f"--out '{out}' is a file, not a folder; choose another path")
     if out.is_dir() and any(out.iterdir()) and not force:
         raise ScenarioError(f"run folder '{out}' already holds files; choose another --out, "
                             f"or pass --force to replace its run")
+
+
+def prepare_run_dir(out: Path, force: bool) -> Path:
+    """Create the run folder; refuse to write into one that holds a run unless forced."""
+    refuse_occupied(out, force)
     try:
         out.mkdir(parents=True, exist_ok=True)
         for name in ("config.yaml", "slots.csv", "requests.csv", "users.csv"):
@@ -402,17 +407,25 @@ def run_scenario(cfg: ScenarioConfig, steps: int | None = None, seed: int | None
         if recorded:
             answers = RecordedAnswers([r for r in requests if _int(r["finished_slot"]) <= len(recorded)])
     else:
-        out = prepare_run_dir(out or default_run_dir(cfg, seed), force)
-        write_atomic(out / "config.yaml", yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+        out = out or default_run_dir(cfg, seed)
+        refuse_occupied(out, force)
 
     done = len(recorded)
-    log(f"running {cfg.name}: {steps} slots of {cfg.slot_s:g} s, seed {seed}, run folder {out}"
-        + (f" (resuming after slot {done})" if resume else ""))
+    # the language model is started before the folder is made: a model that cannot start leaves nothing behind
     feedback, close_feedback = make_feedback(cfg, seed, answers)
-    policy = policy or make_policy(cfg, seed, feedback)
-    model = CityBlock(cfg, policy, feedback=feedback)
-    if hasattr(policy, "bind"):
-        policy.bind(model)
+    try:
+        if not resume:
+            prepare_run_dir(out, force)
+            write_atomic(out / "config.yaml", yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+        log(f"running {cfg.name}: {steps} slots of {cfg.slot_s:g} s, seed {seed}, run folder {out}"
+            + (f" (resuming after slot {done})" if resume else ""))
+        policy = policy or make_policy(cfg, seed, feedback)
+        model = CityBlock(cfg, policy, feedback=feedback)
+        if hasattr(policy, "bind"):
+            policy.bind(model)
+    except BaseException:
+        close_feedback()
+        raise
     tally = _Tally()
     writer: RunWriter | None = None
     status, error = "failed", ""

@@ -160,6 +160,7 @@ def test_unreachable_ollama_exits_2_with_what_to_do(tmp_path: Path) -> None:
     done = cli("scenarios", "run", str(path), "--steps", "3", "--out", str(tmp_path / "r"))
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "ollama serve" in done.stderr and str(port) in done.stderr
+    assert not (tmp_path / "r").exists(), "a model that cannot start leaves no run folder behind"
 
 
 def test_traits_outside_unit_interval_exit_2(tmp_path: Path) -> None:
