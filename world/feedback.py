@@ -25,6 +25,10 @@ from agents.feedback import Delivery, Feedback, FeedbackBackend
 from agents.persona import Persona
 
 
+class FeedbackBackendError(RuntimeError):
+    """A backend raised instead of answering: a bug, since backends return failures as answers."""
+
+
 class FeedbackCache:
     """Content-addressed answers on disk (SQLite): key = sha256 of everything that decides an answer.
 
@@ -138,6 +142,13 @@ class FeedbackPool:
         backend = self._idle.get()
         try:
             feedback = backend.give_feedback(persona, delivery)
+        except Exception as exc:
+            with self._lock:
+                self._in_flight.pop(key, None)
+            # SimPy raises a process's error again as type(exc)(*exc.args), which fails for errors whose
+            # constructor wants more (JSONDecodeError, openai's errors): the bug would read as a TypeError
+            raise FeedbackBackendError(f"the feedback backend {backend.name!r} raised {type(exc).__name__}: "
+                                       f"{exc}") from exc
         finally:
             self._idle.put(backend)
         with self._lock:

@@ -14,17 +14,26 @@ Two ways to reach a model:
 
 `build_backends` starts one backend per model instance and returns a function
 that shuts them down.
+
+What goes wrong with a backend is never raised into the simulation: a server that
+cannot be reached, times out (`timeout_s` limits the whole answer) or answers with an
+error status gives a failed answer, after a few tries where trying again may help; an
+answer that is not the JSON object asked for, or a response body that is not the API's
+at all, is asked again and then counted invalid. Errors that come from our own code
+(a TypeError, say) still propagate.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import json
 import os
 import secrets
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+import traceback
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -320,6 +329,45 @@ class EmbeddedServer:
         self._server = None
 
 
+class _DeadlineTransport(httpx.BaseTransport):
+    """HTTP that gives up on a request, answer included, once `total_s` have passed.
+
+    httpx's own timeouts limit each phase (connecting, one read), so a server that sends its
+    answer a little at a time, as Ollama streams tokens, never times out however slow it is.
+    The deadline is checked as each part of the answer arrives: a request ends after at most
+    total_s plus one read (which httpx limits to total_s as well).
+    """
+
+    def __init__(self, total_s: float) -> None:
+        self.total_s = total_s
+        self._transport = httpx.HTTPTransport()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        deadline = time.monotonic() + self.total_s
+        response = self._transport.handle_request(request)
+        response.stream = _DeadlineStream(response.stream, deadline, self.total_s, request)
+        return response
+
+    def close(self) -> None:
+        self._transport.close()
+
+
+class _DeadlineStream(httpx.SyncByteStream):
+    def __init__(self, stream: httpx.SyncByteStream, deadline: float, total_s: float,
+                 request: httpx.Request) -> None:
+        self._stream, self._deadline, self._total_s, self._request = stream, deadline, total_s, request
+
+    def __iter__(self) -> Iterator[bytes]:
+        for chunk in self._stream:
+            if time.monotonic() > self._deadline:
+                raise httpx.ReadTimeout(f"no whole answer within {self._total_s:g} s (feedback.llm.timeout_s)",
+                                        request=self._request)
+            yield chunk
+
+    def close(self) -> None:
+        self._stream.close()
+
+
 def embedded_chat(server: EmbeddedServer, cfg: LlmConfig) -> Runnable[LanguageModelInput, BaseMessage]:
     """ChatOpenAI against an embedded server, held to ANSWER_SCHEMA by constrained decoding."""
     chat = ChatOpenAI(
@@ -331,6 +379,8 @@ def embedded_chat(server: EmbeddedServer, cfg: LlmConfig) -> Runnable[LanguageMo
         logprobs=cfg.top_logprobs > 0,
         top_logprobs=cfg.top_logprobs or None,
         timeout=cfg.timeout_s,
+        http_client=httpx.Client(transport=_DeadlineTransport(cfg.timeout_s)),
+        http_socket_options=(),   # no keep-alive tuning for a local server (and no warning that it shadows proxies)
         max_retries=0,    # retries are ours (LangChainFeedback), so that failures are counted
         # without cache_prompt=False llama.cpp reuses the previous KV cache and temperature 0 is not repeatable
         extra_body={"cache_prompt": False, "seed": SAMPLING_SEED},
@@ -396,6 +446,7 @@ def ollama_chat(host: str, cfg: LlmConfig) -> ChatOllama:
         num_ctx=cfg.context_tokens,
         seed=SAMPLING_SEED,
         client_kwargs={"timeout": cfg.timeout_s},
+        sync_client_kwargs={"transport": _DeadlineTransport(cfg.timeout_s)},   # streamed: see _DeadlineTransport
     )
 
 
@@ -403,12 +454,50 @@ def ollama_chat(host: str, cfg: LlmConfig) -> ChatOllama:
 # The backend
 
 
+def _status(exc: BaseException) -> int | None:
+    """The HTTP status of an error the server answered with (-1: an error inside a started answer); else None."""
+    if isinstance(exc, (openai.APIStatusError, ollama.ResponseError)):
+        return exc.status_code
+    return None
+
+
 def _is_transient(exc: BaseException) -> bool:
     """Whether an error means the server could not be reached or could not serve right now."""
-    if isinstance(exc, (openai.APIConnectionError, openai.InternalServerError, httpx.TransportError,
-                        ConnectionError, TimeoutError)):
+    if isinstance(exc, (openai.APIConnectionError, httpx.TransportError, ConnectionError, TimeoutError)):
         return True
-    return isinstance(exc, ollama.ResponseError) and exc.status_code >= 500
+    status = _status(exc)
+    # 408, 429: busy; 5xx: failed; -1: Ollama's error line inside a started answer (its model runner died)
+    return status is not None and (status >= 500 or status in (-1, 408, 429))
+
+
+# Where the client libraries turn a response body into a message, as (file, function). A body of the wrong
+# shape (an array where an object belongs, no "choices", an HTML page, nothing) breaks them with a TypeError,
+# AttributeError or ValueError raised right there; the same errors raised anywhere else are bugs and propagate.
+_RESPONSE_READERS = {
+    ("ollama/_client.py", "inner"),                                        # one NDJSON line -> ChatResponse
+    ("langchain_ollama/chat_models.py", "_chat_stream_with_aggregation"),  # a stream without a line
+    ("openai/lib/_parsing/_completions.py", "parse_chat_completion"),      # the body -> ChatCompletion
+}
+_PARSING_PACKAGES = ("/json/", "/pydantic/")   # what the readers parse with: errors are raised inside these
+
+
+def _is_garbage(exc: BaseException) -> bool:
+    """Whether the server answered with a body that is not its API's response (broken JSON, wrong shape)."""
+    if isinstance(exc, json.JSONDecodeError):     # our requests are encoded, never decoded: the response is at fault
+        return True
+    for frame, _ in reversed(list(traceback.walk_tb(exc.__traceback__))):
+        path = Path(frame.f_code.co_filename).as_posix()
+        if any(package in path for package in _PARSING_PACKAGES):
+            continue
+        return any(path.endswith("/" + file) and frame.f_code.co_name == function
+                   for file, function in _RESPONSE_READERS)
+    return False
+
+
+def _brief_error(exc: BaseException) -> str:
+    """An error in one line of at most some 300 characters (a server's error page can be long)."""
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text if len(text) <= 300 else text[:297] + '...'}"
 
 
 class LangChainFeedback:
@@ -416,8 +505,10 @@ class LangChainFeedback:
 
     An answer that does not parse is asked again (the invalid answer and the reason are shown to
     the model, so that even greedy decoding can change its answer) up to `max_retries` times, then
-    returned invalid, without a rating. A server that cannot be reached is tried `connect_tries`
-    times with exponential backoff, then the answer is returned failed.
+    returned invalid, without a rating; so is a response that is not the API's at all (asked again
+    as it was). A server that cannot be reached, times out or answers 5xx is tried `connect_tries`
+    times with exponential backoff, then the answer is returned failed; one that refuses the
+    request (4xx: the model is gone, say) gives a failed answer at once.
     """
 
     def __init__(self, chat: Runnable[LanguageModelInput, BaseMessage], name: str, logprobs: bool, *,
@@ -461,12 +552,20 @@ class LangChainFeedback:
                                                     "only the JSON object and one short sentence.")]
                 continue
             except Exception as exc:
-                if not _is_transient(exc):
+                status = _status(exc)
+                if _is_transient(exc):
+                    why = (f"backend unreachable after {self.connect_tries} tries" if status is None
+                           else f"backend error after {self.connect_tries} tries")
+                elif status is not None:
+                    why = f"backend refused the request (HTTP {status})"
+                elif _is_garbage(exc):
+                    errors.append(f"not an answer of the API ({_brief_error(exc)})")
+                    continue                  # asked again as it was: there is no answer to show the model
+                else:
                     raise
                 return Feedback(text="", rating=None, expected_rating=None, raw=raw,
                                 latency_s=time.perf_counter() - start, backend=self.name, valid=False,
-                                error=f"backend unreachable after {self.connect_tries} tries: "
-                                      f"{type(exc).__name__}: {exc}", failed=True)
+                                error=f"{why}: {_brief_error(exc)}", failed=True)
             raw = message.content if isinstance(message.content, str) else message.text
             try:
                 text, rating = parse_answer(raw)

@@ -9,7 +9,8 @@ further chats (a backend that dies mid-run), it can be switched to a fault:
     stop   the server stops listening: the chat that trips it is dropped without an answer
            and every later connection is refused; `recover()` listens again on the same port
     stall  the chat gets no answer for `stall_s` seconds (longer than any client timeout);
-           `stall="headers"` sends the status line and headers, then stalls mid-body
+           `stall="headers"` sends the status line and headers, then nothing; `stall="trickle"`
+           sends the answer a little at a time (a token or a space every TRICKLE_S), never done
     junk   HTTP 200 with something that is not a valid answer (see JUNK)
     error  HTTP 500 (or another `status`); status 200: the error comes in the body after a good start
            (Ollama: an {"error": ...} line in the stream, as when its model runner dies; OpenAI: an
@@ -28,9 +29,11 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 
+TRICKLE_S = 0.05           # a trickling answer sends a piece this often, s
 VALID_ANSWER = '{"feedback": "Sharp and just what I asked for.", "rating": 4}'
 
 Mode = Literal["ok", "stop", "stall", "junk", "error"]
+Stall = Literal["before", "headers", "trickle"]
 # what "junk" answers: the answer's text inside a well-formed response, or a response that breaks the protocol
 JUNK = {
     "text": "content is prose, not JSON",
@@ -101,15 +104,16 @@ class FaultServer:
     def mode(self) -> Mode:
         return self._mode
 
-    def fail(self, mode: Mode, after: int = 0, junk: str = "text", stall: Literal["before", "headers"] = "before",
-             status: int = 500) -> None:
+    def fail(self, mode: Mode, after: int = 0, junk: str = "text", stall: Stall = "before", status: int = 500,
+             ) -> None:
         """Switch to a fault now, or once `after` more chats have been answered well.
 
         Args:
             mode: the fault (see the module docstring).
             after: chats still answered well before the fault starts, count.
             junk: which junk (a key of JUNK), mode "junk" only.
-            stall: "before": nothing is sent; "headers": status and headers, then nothing.
+            stall: "before": nothing is sent; "headers": status and headers, then nothing; "trickle": the
+                answer a piece at a time, never finished.
             status: the HTTP status of mode "error".
         """
         if mode not in ("stop", "stall", "junk", "error"):
@@ -255,14 +259,7 @@ class FaultServer:
                                     if not ollama else {"error": f"injected error {status}"})
                     return
                 if mode == "stall":
-                    if stall == "headers":
-                        self.send_response(200)
-                        self.send_header("Content-Type", "application/x-ndjson" if ollama else "application/json")
-                        self.send_header("Content-Length", "100000")
-                        self.end_headers()
-                        self.wfile.flush()
-                    server._closed.wait(server.stall_s)
-                    self.close_connection = True
+                    self._stall(stall, ollama, model)
                     return
                 content = server.answer if mode == "ok" else JUNK_CONTENT.get(junk, "")
                 if mode == "junk" and junk == "protocol":
@@ -287,5 +284,28 @@ class FaultServer:
                                "application/x-ndjson")
                 else:
                     self._send_json(200, server._openai_completion(model, content))
+
+            def _stall(self, stall: str, ollama: bool, model: str) -> None:
+                self.close_connection = True
+                if stall == "before":
+                    server._closed.wait(server.stall_s)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-ndjson" if ollama else "application/json")
+                self.send_header("Content-Length", str(1 << 30))
+                self.end_headers()
+                self.wfile.flush()
+                if stall == "headers":
+                    server._closed.wait(server.stall_s)
+                    return
+                # a token (Ollama) or a space before the JSON body (OpenAI) every TRICKLE_S: never a read timeout
+                piece = (json.dumps({"model": model, "created_at": datetime.now(UTC).isoformat(),
+                                     "message": {"role": "assistant", "content": "a"}, "done": False}) + "\n"
+                         if ollama else " ").encode()
+                waited = 0.0
+                while waited < server.stall_s and not server._closed.wait(TRICKLE_S):
+                    waited += TRICKLE_S
+                    self.wfile.write(piece)
+                    self.wfile.flush()
 
         return Handler
