@@ -33,20 +33,30 @@ import secrets
 import tempfile
 import time
 import traceback
+import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import httpx
-import ollama
 import openai
 import xllamacpp
 from langchain_core.language_models import LanguageModelInput
 from langchain_core.messages import BaseMessage
 from langchain_core.runnables import Runnable
-from langchain_ollama import ChatOllama
 from langchain_openai import ChatOpenAI
+
+# The ollama package builds a default client from OLLAMA_HOST when it is imported, and a malformed value
+# ("http://[x", a port over 65535) would crash every command before it could say what is wrong. The
+# variable is read, and checked, when an Ollama backend is built (`ollama_host`).
+_OLLAMA_HOST = os.environ.pop("OLLAMA_HOST", None)
+try:
+    import ollama
+    from langchain_ollama import ChatOllama
+finally:
+    if _OLLAMA_HOST is not None:
+        os.environ["OLLAMA_HOST"] = _OLLAMA_HOST
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from agents.feedback import (
@@ -404,7 +414,17 @@ def ollama_host(cfg: LlmConfig) -> str:
     if ":" not in rest.split("/", 1)[0].rsplit("]", 1)[-1]:
         netloc, _, path = rest.partition("/")
         rest = f"{netloc}:{11434 if scheme == 'http' else 443}" + (f"/{path}" if path else "")
-    return f"{scheme}://{rest}"
+    url = f"{scheme}://{rest}"
+    where = "feedback.llm.ollama_host" if cfg.ollama_host else "OLLAMA_HOST"
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port                                     # noqa: B018  # raises for a port outside 0-65535
+    except ValueError as exc:
+        raise LlmSetupError(f"{where} = {url!r} is not an address ({exc}); give one like "
+                            f"{DEFAULT_OLLAMA_HOST}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in url):
+        raise LlmSetupError(f"{where} = {url!r} is not an http(s) address; give one like {DEFAULT_OLLAMA_HOST}")
+    return url
 
 
 def check_ollama(host: str, model: str) -> None:

@@ -5,13 +5,16 @@ traceback, and nothing already written changed. (Scenario field values: test_loa
 from __future__ import annotations
 
 import hashlib
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from scenarios import cli, fit_feedback, train
-from tests.shipped import silent_copy
+from tests.shipped import ROOT, silent_copy
 
 Command = Callable[[list[str]], int]
 COMMANDS: dict[str, Command] = {"scenarios": cli.main, "train": train.main, "fit": fit_feedback.main}
@@ -108,3 +111,16 @@ def test_debug_shows_the_traceback_behind_the_message(work: Path, capsys: pytest
     assert cli.main(["validate", str(work / "empty.yaml"), "--debug"]) == 2
     err = capsys.readouterr().err
     assert "Traceback" in err and err.rstrip().endswith("got NoneType")
+
+
+@pytest.mark.parametrize("host", ["http://[bad", "http://127.0.0.1:99999", "ftp://127.0.0.1:1", "not a url"])
+def test_a_malformed_ollama_host_exits_2_naming_it(work: Path, host: str) -> None:
+    ollama = work / f"ollama-{abs(hash(host))}.yaml"
+    ollama.write_text((work / "city_block.yaml").read_text().replace("  mode: silent", "  mode: live", 1)
+                      .replace("    backend: embedded", "    backend: ollama", 1))
+    # a subprocess: the ollama package reads OLLAMA_HOST as it is imported, before any command runs
+    done = subprocess.run([sys.executable, "-m", "scenarios", "run", str(ollama), "--out", str(work / "n6")],
+                          cwd=ROOT, env={**os.environ, "OLLAMA_HOST": host}, capture_output=True, text=True)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.startswith("error: OLLAMA_HOST = ") and len(done.stderr.strip().splitlines()) == 1
+    assert not (work / "n6").exists()
