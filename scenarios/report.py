@@ -389,7 +389,10 @@ def summary_rows(slots: list[dict[str, str]], requests: list[dict[str, str]], us
     speed = f", {wall_s:.2f} s wall ({n / wall_s:,.1f} slots/s)" if wall_s else ""
     rows.append(("slots", f"{n} ({time_s:,.0f} s simulated{speed})"))
     rows.append(("requests", f"{int(total('requests_issued'))} issued, {int(total('requests_delivered'))} delivered, "
-                             f"{int(total('requests_rated'))} answered, {int(num(last['in_flight']))} still in flight"))
+                             f"{int(total('requests_rated') - total('feedback_failed'))} answered"
+                             + (f" ({int(total('feedback_failed'))} more got no answer: the model failed)"
+                                if total("feedback_failed") else "")
+                             + f", {int(num(last['in_flight']))} still in flight"))
     if waits:
         rows.append(("wait", f"mean {np.mean(waits):.2f} s, median {np.median(waits):.2f} s, "
                              f"95th percentile {np.percentile(waits, 95):.2f} s"))
