@@ -29,6 +29,8 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 
+from tests.world.json_handler import JsonHandler
+
 TRICKLE_S = 0.05           # a trickling answer sends a piece this often, s
 VALID_ANSWER = '{"feedback": "Sharp and just what I asked for.", "rating": 4}'
 
@@ -194,20 +196,7 @@ class FaultServer:
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: Any) -> None:   # keep test output clean
-                pass
-
-            def _send(self, status: int, payload: bytes, content_type: str = "application/json") -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def _send_json(self, status: int, obj: object) -> None:
-                self._send(status, json.dumps(obj).encode())
-
+        class Handler(JsonHandler):
             def _body(self) -> dict[str, Any]:
                 length = int(self.headers.get("Content-Length") or 0)
                 try:

@@ -18,6 +18,8 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from tests.world.json_handler import JsonHandler
+
 OPTION_TO_OPENAI = {"num_predict": "max_tokens", "temperature": "temperature", "seed": "seed",
                     "top_p": "top_p", "top_k": "top_k", "stop": "stop"}
 
@@ -98,20 +100,7 @@ class OllamaCompatServer:
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: Any) -> None:   # keep test output clean
-                pass
-
-            def _send(self, status: int, payload: bytes, content_type: str = "application/json") -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def _send_json(self, status: int, obj: dict[str, Any]) -> None:
-                self._send(status, json.dumps(obj).encode())
-
+        class Handler(JsonHandler):
             def _body(self) -> dict[str, Any]:
                 length = int(self.headers.get("Content-Length") or 0)
                 return json.loads(self.rfile.read(length) or b"{}")
