@@ -29,6 +29,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from scenarios.train import tail_mean  # noqa: E402  # the repository root is on the path from here
+
 POLICIES = ("gddpg", "ddpg", "greedy", "fixed", "random", "optimum")
 # two-sided 95% Student t quantiles by degrees of freedom
 T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
@@ -50,11 +52,6 @@ def ci95(values: list[float]) -> float:
     if len(values) < 2:
         return math.nan
     return T95.get(len(values) - 1, 1.96) * statistics.stdev(values) / math.sqrt(len(values))
-
-
-def tail_mean(curve: list[dict[str, float]], key: str) -> float:
-    tail = curve[-max(1, len(curve) // 5):]
-    return float(np.nanmean([r[key] for r in tail]))
 
 
 def plot(curves: dict[str, list[list[dict[str, float]]]], path: Path, key: str, label: str) -> None:

@@ -42,16 +42,14 @@ import yaml
 
 from policies.ddpg import DDPG, CheckpointError, NonFiniteError
 from policies.env import AllocationEnv
-from policies.gddpg import GDDPG, action_spread
+from policies.gddpg import action_spread
 from scenarios.cli import Parser, EXIT_INTERRUPTED, _positive, _seed, add_debug_option, guarded, scenario_path
 from scenarios.loader import ScenarioError, load_scenario
-from scenarios.run import make_feedback, make_policy
+from scenarios.run import LEARNERS, POLICIES, make_feedback, make_policy
 from world.files import write_atomic
 from world.config import ScenarioConfig
 from world.feedback_model import LearnedFeedback
 
-LEARNERS = {"gddpg": GDDPG, "ddpg": DDPG}
-POLICIES = ("gddpg", "ddpg", "greedy", "optimum", "fixed", "random")
 FEEDBACK = ("learned", "frozen", "live")
 CURVE_FIELDS = ("episode", "slots", "reward_per_slot", "total_qoe_per_slot", "mean_qoe", "requests_rated",
                 "energy_j_per_slot", "over_budget_j_per_slot", "mean_steps", "mean_power_w", "transitions",
@@ -161,6 +159,12 @@ def run_episode(env: AllocationEnv, policy: Any, learner: DDPG | None, opts: Tra
         "actor_loss": _mean([l["actor_loss"] for l in losses if not math.isnan(l["actor_loss"])]),
         "at_bounds": spread["at_bounds"], "wall_s": time.perf_counter() - started,
     }
+
+
+def tail_mean(curve: list[dict[str, float]], key: str) -> float:
+    """Mean of `key` over the last 20% of the episodes (at least one), NaN rows left out."""
+    tail = curve[-max(1, len(curve) // 5):]
+    return float(np.nanmean([r[key] for r in tail]))
 
 
 def _mean(values: list[float]) -> float:
@@ -336,11 +340,10 @@ def _train(path: Path, opts: TrainOptions, out: Path, args: argparse.Namespace) 
               f"{out / 'checkpoints'}; go on with: python -m scenarios.train {args.file} --policy {args.policy} "
               f"--seed {args.seed} --episodes {args.episodes} --out {out} --resume", file=sys.stderr)
         return EXIT_INTERRUPTED
-    tail = curve[-max(1, len(curve) // 5):]
     print(f"{args.policy}: {len(curve)} episodes in {time.perf_counter() - started:.0f} s; last 20%: reward/slot "
-          f"{np.mean([r['reward_per_slot'] for r in tail]):.3f}, total QoE/slot "
-          f"{np.mean([r['total_qoe_per_slot'] for r in tail]):.3f}, energy/slot "
-          f"{np.mean([r['energy_j_per_slot'] for r in tail]):.0f} J")
+          f"{tail_mean(curve, 'reward_per_slot'):.3f}, total QoE/slot "
+          f"{tail_mean(curve, 'total_qoe_per_slot'):.3f}, energy/slot "
+          f"{tail_mean(curve, 'energy_j_per_slot'):.0f} J")
     print(f"run folder: {out}")
     return 0
 
