@@ -50,6 +50,7 @@ from world.feedback import FeedbackCache, FeedbackPool, FeedbackStats
 from world.feedback_model import FeedbackFitError, LearnedFeedback, load_fit
 from world.files import write_atomic
 from world.llm import EMBEDDED_MODELS, build_backends
+from world.ray_feedback import build_ray_backends
 
 USER_FIELDS = ("user_id", "index", "name", "persona", *TRAITS, "speed_mps")
 # the request's own fields, then what the GPU servers' cooperative engine adds (empty when it does not share)
@@ -122,7 +123,10 @@ def make_feedback(cfg: ScenarioConfig, seed: int, recorded: RecordedAnswers | No
     if fcfg.mode == "learned" and start is not None and fcfg.learned_live_share == 0:
         frozen = LearnedFeedback(None, np.random.default_rng([seed, 2]), 0.0, fcfg.learned_min_pairs, start=start)
         return frozen, frozen.close
-    backends, close_backends = build_backends(fcfg.llm, fcfg.instances)
+    if fcfg.serve == "ray":
+        backends, close_backends = build_ray_backends(fcfg.llm, fcfg.instances)
+    else:
+        backends, close_backends = build_backends(fcfg.llm, fcfg.instances)
     sampling = fcfg.llm.model_dump(include={"temperature", "top_logprobs", "max_tokens", "max_retries"})
     cache = FeedbackCache(fcfg.cache) if fcfg.cache else None
     # the cache key names the model by its file's hash, so a changed model never reuses old answers

@@ -25,3 +25,18 @@ def llm_server(pytestconfig: pytest.Config) -> Iterator[EmbeddedServer]:
     server = EmbeddedServer(path, cfg.model, cfg)
     yield server
     server.close()
+
+
+# --- Ray (the `ray` extra, installed by `make setup`) ----------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def ray_local() -> Iterator[None]:
+    """A local Ray of 2 CPUs for the whole session, as a research group's laptop would start it."""
+    import logging
+
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
+    yield
+    ray.shutdown()

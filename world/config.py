@@ -169,6 +169,9 @@ class FeedbackConfig(BaseModel):
                             "LLM answers predicts the rest; 'silent': users say nothing.")
     llm: LlmConfig = Field(default_factory=LlmConfig, description="The language model.")
     instances: int = Field(1, ge=1, le=64, description="Model instances answering concurrently, count.")
+    serve: Literal["local", "ray"] = Field(
+        "local", description="Where the model instances run: 'local' in this process; 'ray' one Ray actor each, "
+                             "on the cluster at RAY_ADDRESS or a local Ray (needs `pip install -e .[ray]`).")
     think_s: tuple[float, float] = Field(
         (2.0, 8.0), strict=False,
         description="Range of the time a user takes to answer after the image arrives, s (uniform).")

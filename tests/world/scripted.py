@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
+from collections.abc import Callable
 
 import numpy as np
 
-from agents.feedback import Delivery, Feedback
+from agents.feedback import Delivery, Feedback, FeedbackBackend
+from world.llm import LlmSetupError
 from agents.persona import Persona
 
 
@@ -40,3 +43,50 @@ class ScriptedBackend:
         score = 1 + 4 * delivery.sharpness - persona.traits.neuroticism * min(delivery.wait_s, 20) / 10
         score = float(np.clip(score, 1, 5))
         return Feedback("It is fine.", int(round(score)), score, "{}", 0.01, self.name, valid=True)
+
+
+# Builders of backends inside Ray actors (tests/world/test_ray_feedback.py): picklable by reference.
+
+
+class BuildScripted:
+    """Builds a ScriptedBackend inside an actor, noting the actor's process in each answer."""
+
+    def __init__(self, **kwargs: object) -> None:
+        self.kwargs = kwargs
+
+    def __call__(self) -> tuple[FeedbackBackend, Callable[[], None]]:
+        return PidBackend(ScriptedBackend(**self.kwargs)), lambda: None
+
+
+class PidBackend:
+    """Notes the process that answered in `raw`."""
+
+    name = "scripted"
+
+    def __init__(self, inner: ScriptedBackend) -> None:
+        self.inner = inner
+
+    def give_feedback(self, persona: Persona, delivery: Delivery) -> Feedback:
+        answer = self.inner.give_feedback(persona, delivery)
+        return Feedback(**{**answer.as_dict(), "raw": str(os.getpid())})
+
+
+class BuildBroken:
+    """Fails to build its backend, as a damaged model file would."""
+
+    def __call__(self) -> tuple[FeedbackBackend, Callable[[], None]]:
+        raise LlmSetupError("the model file is damaged")
+
+
+class RaisingBackend:
+    """Raises instead of answering: a bug."""
+
+    name = "raising"
+
+    def give_feedback(self, persona: Persona, delivery: Delivery) -> Feedback:
+        raise KeyError("a bug in a backend")
+
+
+class BuildRaising:
+    def __call__(self) -> tuple[FeedbackBackend, Callable[[], None]]:
+        return RaisingBackend(), lambda: None
