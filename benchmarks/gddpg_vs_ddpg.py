@@ -17,8 +17,6 @@ run. Saves the learning curves (mean over seeds, band = 95% CI) as gddpg_vs_ddpg
 from __future__ import annotations
 
 import argparse
-import math
-import statistics
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -29,11 +27,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from scenarios.train import tail_mean  # noqa: E402  # the repository root is on the path from here
+from scenarios.report import ci95  # noqa: E402  # the repository root is on the path from here
+from scenarios.train import tail_mean  # noqa: E402
 
 POLICIES = ("gddpg", "ddpg", "greedy", "fixed", "random", "optimum")
 # two-sided 95% Student t quantiles by degrees of freedom
-T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
 
 
 def one_run(args: tuple[str, str, int, int, str]) -> tuple[str, int, list[dict[str, float]], float]:
@@ -45,13 +43,6 @@ def one_run(args: tuple[str, str, int, int, str]) -> tuple[str, int, list[dict[s
     opts = TrainOptions(policy=policy, episodes=episodes, seed=seed, feedback="frozen")
     curve = train(scenario_path(scenario), opts, Path(out) / f"{policy}-seed{seed}", force=True)
     return policy, seed, curve, time.perf_counter() - started
-
-
-def ci95(values: list[float]) -> float:
-    """Half-width of the 95% confidence interval of the mean (Student t over seeds)."""
-    if len(values) < 2:
-        return math.nan
-    return T95.get(len(values) - 1, 1.96) * statistics.stdev(values) / math.sqrt(len(values))
 
 
 def plot(curves: dict[str, list[list[dict[str, float]]]], path: Path, key: str, label: str) -> None:

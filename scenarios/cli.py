@@ -1,4 +1,4 @@
-"""Command line: `python -m scenarios run|validate|list|new|reference` and `python -m scenarios.<name>`.
+"""Command line: `python -m scenarios run|sweep|validate|list|new|reference` and `python -m scenarios.<name>`.
 
 Exit status: 0 done, 1 stopped by --fail-fast or an unexpected error, 2 bad input (one message on
 stderr, no traceback unless --debug), 130 interrupted (Ctrl-C or SIGTERM; the run folder keeps every
@@ -10,6 +10,8 @@ progress goes out as plain ASCII lines.
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import re
 import signal
 import sys
@@ -20,6 +22,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from policies.ddpg import NonFiniteError
 from scenarios.live import LiveView
@@ -28,10 +31,13 @@ from scenarios.reference import reference_markdown, shipped_scenarios
 from scenarios.report import Report, SheetSampler, ascii_only, summary_lines, summary_table, write_report
 from scenarios.run import (LEARNERS, POLICIES, FeedbackFailed, default_run_dir, read_table, resume_config,
                            run_scenario)
+from scenarios.sweep import (COMPARED, INSTALL_HINT, parse_policies, parse_seeds, parse_sets, plan_sweep,
+                             ray_available, run_sweep, summarize)
 from world.city import CityBlock
 from world.config import ScenarioConfig
 from world.llm import LlmSetupError
 
+COMPARED_KEYS = tuple(m for m, _ in COMPARED)
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
@@ -44,6 +50,16 @@ the end the plots (qoe_by_persona.png, energy.png, latency.png; learning_curve.p
 ran), image_sheet.png and run.json (how the run ended). Ctrl-C or SIGTERM stops a run with every
 finished slot kept; --resume RUN_DIR goes on with it. Exit status: 0 done, 1 stopped by --fail-fast
 or an unexpected error, 2 bad input, 130 interrupted.
+"""
+
+
+SWEEP_EPILOG = """\
+The sweep folder (default runs/sweep-<name>) gets one run folder per combination, results.csv (a
+row per run), summary.csv (mean and 95% interval over seeds per policy and variant) and
+comparison.png. A run that fails is reported and the others go on; running the same command
+again skips the finished runs. Without Ray installed (pip install -e '.[ray]'), the runs go one
+after another. On a cluster (RAY_ADDRESS), the sweep folder must be on a file system every node
+sees. Exit status: 0 all finished, 1 some runs failed, 2 bad input, 130 interrupted.
 """
 
 
@@ -261,6 +277,32 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("file", metavar="FILE", nargs="?",
                      help="scenario YAML, or the name of a shipped scenario (see 'list'); none with --resume")
     _add_run_options(run)
+    sweep = commands.add_parser(
+        "sweep", help="run every combination of policies x seeds x --set variants (Ray tasks)",
+        epilog=SWEEP_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Run every combination of policies, seeds and scenario variants, each in its own run folder, "
+                    "as Ray tasks (a local Ray, or the cluster at RAY_ADDRESS); then a results table and a "
+                    "comparison plot. Rerunning the same sweep skips the runs that finished.")
+    sweep.add_argument("file", metavar="FILE", help="scenario YAML, or the name of a shipped scenario")
+    sweep.add_argument("--seeds", default="1", metavar="N|S,S,...",
+                       help="how many seeds (5: seeds 0-4), or the seeds (3,8,21) (default: 1)")
+    sweep.add_argument("--policies", metavar="P,P,...",
+                       help=f"policies to compare, from: {', '.join(POLICIES)} (default: the scenario's)")
+    sweep.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                       help="set a scenario field by its dotted path (users.count=100, feedback.mode=learned); "
+                            "the same key given again adds a variant: every value is run")
+    sweep.add_argument("--steps", type=_positive, metavar="N", help="slots per run (default: the scenario's 'slots')")
+    sweep.add_argument("--checkpoint", dest="checkpoints", action="append", default=[], metavar="POLICY=PATH",
+                       help="trained weights for a learner in the sweep, e.g. ddpg=runs/train-x/policy.pt (default: "
+                            "the scenario's checkpoint for its own policy; other learners start untrained)")
+    sweep.add_argument("--out", type=Path, metavar="DIR", help="sweep folder (default: runs/sweep-<name>)")
+    sweep.add_argument("--workers", type=_positive, metavar="N",
+                       help="CPUs of the local Ray (default: all of this machine's); not with RAY_ADDRESS")
+    sweep.add_argument("--cpus-per-run", type=_cpus, default=1.0, metavar="C",
+                       help="CPUs Ray reserves for each run (default: 1)")
+    sweep.add_argument("--no-ray", action="store_true", help="run the combinations one after another here")
+    sweep.add_argument("--force", action="store_true", help="redo runs that finished earlier")
+    add_debug_option(sweep)
     check = commands.add_parser("validate", help="check a scenario file and say what is wrong",
                                 description="Check a scenario file; exit 2 with one message per problem.")
     check.add_argument("file", metavar="FILE", help="scenario YAML, or the name of a shipped scenario")
@@ -285,6 +327,8 @@ def main(argv: list[str] | None = None) -> int:
             run.error("give a scenario FILE, or --resume RUN_DIR")
         path = None if args.file is None else scenario_path(args.file)
         return guarded(_run, path, args, "python -m scenarios run", debug=args.debug)
+    if args.command == "sweep":
+        return guarded(_sweep, scenario_path(args.file), args, debug=args.debug)
     if args.command == "validate":
         return guarded(_validate, scenario_path(args.file), debug=args.debug)
     if args.command == "list":
@@ -293,6 +337,123 @@ def main(argv: list[str] | None = None) -> int:
         return guarded(_new, args.name, args.template, args.force, debug=args.debug)
     print(reference_markdown(), end="")
     return 0
+
+
+def _sweep(path: Path, args: argparse.Namespace) -> int:
+    cfg = load_scenario(path)
+    seeds = parse_seeds(args.seeds)
+    policies = parse_policies(args.policies, cfg.base_station.policy)
+    sets = parse_sets(args.sets)
+    checkpoints = {}
+    for item in args.checkpoints:
+        name, sep, ckpt = item.partition("=")
+        if not sep or not name or not ckpt:
+            raise ScenarioError(f"--checkpoint {item!r}: give POLICY=PATH, e.g. --checkpoint ddpg=runs/x/policy.pt")
+        checkpoints[name.strip()] = Path(ckpt)
+    if args.workers is not None and os.environ.get("RAY_ADDRESS"):
+        raise ScenarioError(f"--workers sizes a local Ray, but RAY_ADDRESS={os.environ['RAY_ADDRESS']} names a "
+                            f"cluster, whose CPUs decide; drop --workers (or unset RAY_ADDRESS)")
+    plan = plan_sweep(path, seeds, policies, sets, steps=args.steps, checkpoints=checkpoints)
+    out = args.out or Path("runs") / f"sweep-{cfg.name}"
+    use_ray = not args.no_ray and ray_available()
+    where = ("on the Ray cluster at RAY_ADDRESS" if os.environ.get("RAY_ADDRESS") else
+             f"on a local Ray of {args.workers or os.cpu_count()} CPUs")
+    if args.no_ray:
+        where = "one after another in this process (--no-ray)"
+    elif not use_ray:
+        where = (f"one after another in this process: Ray is not installed ({INSTALL_HINT} runs them in "
+                 f"parallel)")
+    axes = [k for k, v in sets.items() if len(v) > 1]
+    print(f"sweep of {cfg.name}: {len(plan)} runs = {len(policies)} policies x {len(seeds)} seeds"
+          + "".join(f" x {len(sets[k])} {k}" for k in axes) + f", {plan[0].cfg.slots} slots each; {where}")
+    for policy in policies:
+        ckpt = next(r.cfg.base_station.checkpoint for r in plan if r.policy == policy)
+        if policy in LEARNERS:
+            print(f"  {policy}: " + (f"checkpoint {ckpt}" if ckpt else "untrained, learns online "
+                                                                      "(--checkpoint POLICY=PATH to load one)"))
+    console = Console()
+    bar = console.is_terminal and not console.is_dumb_terminal
+    meta = {"scenario": str(path), "seeds": seeds, "policies": policies, "sets": sets,
+            "slots": plan[0].cfg.slots, "command": " ".join(sys.argv[1:]) if sys.argv else ""}
+    started = time.perf_counter()
+    status = 0
+    with Progress(TextColumn("[bold]runs"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
+                  TimeElapsedColumn(), console=console, disable=not bar) as progress:
+        task = progress.add_task("", total=len(plan))
+        count = 0
+
+        def on_done(row: dict[str, object], how: str) -> None:
+            nonlocal count
+            count += 1
+            progress.advance(task)
+            text = _run_line(row, how)
+            progress.update(task, description=text)
+            if bar:
+                if how == "failed":
+                    progress.console.print(f"[red]failed[/] {row['run']}: {row['error']}")
+            else:
+                print(ascii_only(f"[{count}/{len(plan)}] {text}"), flush=True)
+
+        try:
+            result = run_sweep(plan, out, use_ray=use_ray, workers=args.workers, cpus_per_run=args.cpus_per_run,
+                               force=args.force, on_done=on_done, meta=meta)
+        except KeyboardInterrupt:
+            print(f"interrupted: the finished runs are kept in {out} and results.csv holds them; run the same "
+                  f"command again to do the rest", file=sys.stderr)
+            return EXIT_INTERRUPTED
+    wall = time.perf_counter() - started
+    print(f"{result.ran} ran, {result.skipped} finished earlier and skipped, {len(result.failed)} failed "
+          f"in {wall:.1f} s")
+    for line in _summary_lines(summarize(result.rows)):
+        print(line)
+    for name, error in result.failed:
+        print(ascii_only(f"failed: {name}: {error}"), file=sys.stderr)
+    if result.failed:
+        print(f"{len(result.failed)} run(s) failed; fix the cause and run the same command again: only the "
+              f"runs not finished are done again", file=sys.stderr)
+        status = EXIT_FAILED
+    for f in result.files:
+        print(f"wrote {f}")
+    return status
+
+
+def _run_line(row: dict[str, object], how: str) -> str:
+    if how == "failed":
+        return f"{row['run']} failed"
+    if how == "skipped":
+        return f"{row['run']} finished earlier, skipped"
+    return f"{row['run']} finished in {row['wall_s']} s (QoE {_num(row['mean_qoe'])}, wait {_num(row['mean_wait_s'])} s)"
+
+
+def _num(value: object) -> str:
+    try:
+        number = float(value)          # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return "-"
+    return "-" if math.isnan(number) else f"{number:.3g}"
+
+
+def _summary_lines(groups: list[dict[str, object]]) -> list[str]:
+    """The mean over seeds (and its 95% interval) of each policy and variant, as aligned text."""
+    names = [" ".join([str(g["policy"]), *(f"{k}={v}" for k, v in g.items()
+                                            if k not in ("policy", "runs") and not k.startswith(COMPARED_KEYS))])
+             for g in groups]
+    width = max([len(n) for n in names] + [6])
+    lines = [f"{'policy':<{width}}  runs  {'QoE':>15}  {'wait s':>15}  {'energy J/slot':>17}"]
+    for name, g in zip(names, groups):
+        cells = [f"{_num(g[m])} +- {_num(g[m + '_ci95'])}" for m in COMPARED_KEYS]
+        lines.append(f"{name:<{width}}  {g['runs']:>4}  {cells[0]:>15}  {cells[1]:>15}  {cells[2]:>17}")
+    return [ascii_only(line) for line in lines]
+
+
+def _cpus(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of CPUs, got {text!r}") from None
+    if not 0 < value <= 1024:
+        raise argparse.ArgumentTypeError(f"must be more than 0 and at most 1024, got {text}")
+    return value
 
 
 def _validate(path: Path) -> int:

@@ -49,7 +49,8 @@ def load_scenario(path: str | Path, overrides: dict[str, Any] | None = None) -> 
 
     Args:
         path: the YAML file.
-        overrides: top-level fields to replace (for example from the command line).
+        overrides: fields to replace (for example from the command line), by their dotted path in
+            the YAML tree: "slots", "users.count", "gpu_servers.0.name".
 
     Raises:
         ScenarioError: the file is missing, is not YAML, or does not fit the schema.
@@ -85,7 +86,8 @@ def parse_scenario(text: str, source: str = "<scenario>",
     if not isinstance(data, dict):
         raise ScenarioError(f"{source}: a scenario must be a mapping of fields (name: ..., users: ...), "
                             f"got {type(data).__name__}")
-    data.update(overrides or {})
+    for key, value in (overrides or {}).items():
+        _set(data, key, value, source)
     _check_size(data, source)
     try:
         return ScenarioConfig.model_validate(data)
@@ -98,6 +100,40 @@ def parse_scenario(text: str, source: str = "<scenario>",
         if len(errors) > MAX_ERRORS:
             lines.append(f"... and {len(errors) - MAX_ERRORS} more errors")
         raise ScenarioError(f"{source}: " + "\n  ".join(lines)) from None
+
+
+def parse_value(text: str) -> Any:
+    """One value written as in a scenario file (`100`, `1e6`, `true`, `[1, 2]`, `text`).
+
+    Raises:
+        yaml.YAMLError: the text is not a YAML value.
+    """
+    return yaml.load(text, Loader=_Loader)
+
+
+def _set(data: dict[str, Any], key: str, value: Any, source: str) -> None:
+    """Put `value` at the dotted path `key` of the YAML tree; a missing mapping on the way is created."""
+    parts = key.split(".")
+    node: Any = data
+    for depth, part in enumerate(parts):
+        last = depth == len(parts) - 1
+        if isinstance(node, list):
+            if not (part.isdigit() and int(part) < len(node)):
+                raise ScenarioError(f"{source}: cannot set '{key}': '{'.'.join(parts[:depth]) or key}' is a list of "
+                                    f"{len(node)}; name an item by its index, 0 to {len(node) - 1}")
+            index = int(part)
+            if last:
+                node[index] = value
+            else:
+                node = node[index]
+        elif isinstance(node, dict):
+            if last:
+                node[part] = value
+            else:
+                node = node.setdefault(part, {})
+        else:
+            raise ScenarioError(f"{source}: cannot set '{key}': '{'.'.join(parts[:depth])}' is the value "
+                                f"{_show(node)}, not a group of fields")
 
 
 def _check_size(data: Any, source: str) -> None:

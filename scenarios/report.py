@@ -53,6 +53,17 @@ AVERAGE = "average"
 LATENCY_PARTS = ("slot wait", "GPU queue", "denoising", "radio", "phone steps")
 
 
+# Student t quantile for a two-sided 95% interval, by degrees of freedom (1.96 beyond)
+T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
+
+
+def ci95(values: Sequence[float]) -> float:
+    """Half-width of the 95% confidence interval of the mean (Student t over seeds); NaN below 2 values."""
+    if len(values) < 2:
+        return math.nan
+    return T95.get(len(values) - 1, 1.96) * statistics.stdev(values) / math.sqrt(len(values))
+
+
 def read_rows(path: Path) -> list[dict[str, str]]:
     """A CSV table of the run folder as rows of strings; empty when the file is missing."""
     if not path.is_file():
@@ -85,7 +96,7 @@ def user_types(users: list[dict[str, str]]) -> dict[str, str]:
 # --- plots ----------------------------------------------------------------------------------------
 
 
-def _figure(width_in: float, height_in: float) -> Figure:
+def new_figure(width_in: float, height_in: float) -> Figure:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -94,7 +105,7 @@ def _figure(width_in: float, height_in: float) -> Figure:
     return fig
 
 
-def _save(fig: Figure, path: Path) -> Path:
+def save_figure(fig: Figure, path: Path) -> Path:
     with replacing(path) as tmp:
         fig.savefig(tmp)
     return path
@@ -106,7 +117,7 @@ def plot_qoe_by_persona(requests: list[dict[str, str]], users: list[dict[str, st
     types = user_types(users)
     rated = [(num(r["feedback_s"]), num(r["qoe"]), types.get(r["user_id"], AVERAGE)) for r in requests]
     rated = [(t, q, k) for t, q, k in rated if not math.isnan(q)]
-    fig = _figure(8, 4.5)
+    fig = new_figure(8, 4.5)
     ax = fig.add_subplot()
     ax.set_xlabel("simulated time, s")
     ax.set_ylabel("QoE (0-1)")
@@ -115,7 +126,7 @@ def plot_qoe_by_persona(requests: list[dict[str, str]], users: list[dict[str, st
         ax.set_title("QoE over time by persona type")
         ax.text(0.5, 0.5, "no ratings in this run\n(feedback.mode: silent, or nothing was rated yet)",
                 ha="center", va="center", transform=ax.transAxes, color="0.4")
-        return _save(fig, path)
+        return save_figure(fig, path)
     counts: dict[str, int] = {}
     for _, _, k in rated:
         counts[k] = counts.get(k, 0) + 1
@@ -136,12 +147,12 @@ def plot_qoe_by_persona(requests: list[dict[str, str]], users: list[dict[str, st
     ax.axhline(float(all_q.mean()), color="0.3", linestyle="--", linewidth=1, label=f"all ({len(all_q)})")
     ax.set_title(f"QoE over time by persona type (mean per {edges[1] - edges[0]:.0f} s)")
     ax.legend(fontsize=8, loc="lower left", ncol=2)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_energy(slots: list[dict[str, str]], path: Path, budget_j: float) -> Path:
     """Energy per slot: GPU, radio, phone stacked, and the service's budget per slot."""
-    fig = _figure(8, 4.5)
+    fig = new_figure(8, 4.5)
     ax = fig.add_subplot()
     t = np.array([num(s["time_s"]) for s in slots])
     parts = {name: np.nan_to_num([num(s[col]) for s in slots])
@@ -155,7 +166,7 @@ def plot_energy(slots: list[dict[str, str]], path: Path, budget_j: float) -> Pat
         ax.legend(fontsize=8, loc="upper left")
     ax.set_xlabel("simulated time, s")
     ax.set_ylabel("energy per slot, J")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _energy(joules: float) -> str:
@@ -179,7 +190,7 @@ def latency_parts(r: Mapping[str, str]) -> dict[str, float] | None:
 
 def plot_latency(requests: list[dict[str, str]], path: Path) -> Path:
     """Mean latency breakdown, all requests and per GPU server, as stacked horizontal bars."""
-    fig = _figure(8, 3.8)
+    fig = new_figure(8, 3.8)
     ax = fig.add_subplot()
     rows: dict[str, list[dict[str, float]]] = {"all requests": []}
     for r in requests:
@@ -206,7 +217,7 @@ def plot_latency(requests: list[dict[str, str]], path: Path) -> Path:
     ax.set_xlabel("seconds (simulated)")
     ax.invert_yaxis()
     ax.legend(fontsize=8, ncol=len(LATENCY_PARTS), loc="upper center", bbox_to_anchor=(0.5, -0.25))
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_learning_curve(history: Sequence[Mapping[str, float]], path: Path) -> Path:
@@ -215,7 +226,7 @@ def plot_learning_curve(history: Sequence[Mapping[str, float]], path: Path) -> P
     Args:
         history: one mapping per episode: 'episode', 'reward', and any losses by name ('actor_loss', ...).
     """
-    fig = _figure(8, 4.5)
+    fig = new_figure(8, 4.5)
     ax = fig.add_subplot()
     episodes = [h["episode"] for h in history]
     ax.plot(episodes, [h["reward"] for h in history], marker="o", color="tab:blue", label="reward")
@@ -230,7 +241,7 @@ def plot_learning_curve(history: Sequence[Mapping[str, float]], path: Path) -> P
         ax2.legend(fontsize=8, loc="upper right")
     ax.legend(fontsize=8, loc="upper left")
     ax.set_title("Learning curve")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 # --- image sheet ----------------------------------------------------------------------------------
@@ -283,7 +294,7 @@ def image_sheet(cells: Sequence[SheetCell], path: Path, columns: int = 4) -> Pat
     n = max(1, len(cells))
     columns = min(columns, n)
     rows = math.ceil(n / columns)
-    fig = _figure(3.3 * columns, 4.6 * rows)
+    fig = new_figure(3.3 * columns, 4.6 * rows)
     grid = fig.add_gridspec(rows, columns)
     if not cells:
         ax = fig.add_subplot(grid[0, 0])
@@ -305,7 +316,7 @@ def image_sheet(cells: Sequence[SheetCell], path: Path, columns: int = 4) -> Pat
                              f"steps {cell.steps}", cell.note, f"rating {cell.rating}",
                              *textwrap.wrap(cell.feedback, 44)[:4]])
         ax.set_xlabel(caption, fontsize=7, loc="left", linespacing=1.3)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 class SheetSampler:

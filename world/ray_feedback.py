@@ -48,9 +48,9 @@ def ensure_ray(num_cpus: int | None = None) -> bool:
     if ray.is_initialized():
         return False
     if os.environ.get("RAY_ADDRESS"):
-        ray.init(logging_level=logging.ERROR)            # the cluster decides how many CPUs there are
+        ray.init(logging_level=logging.ERROR, log_to_driver=False)     # the cluster decides how many CPUs
     else:
-        ray.init(num_cpus=num_cpus, include_dashboard=False, logging_level=logging.ERROR)
+        ray.init(num_cpus=num_cpus, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
     return True
 
 

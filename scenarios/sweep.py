@@ -1,0 +1,503 @@
+"""Sweeps: every combination of policies x seeds x scenario variants, run as Ray tasks.
+
+`python -m scenarios sweep FILE --seeds 5 --policies gddpg,ddpg,greedy [--set key=value ...]` plans
+one run per combination and runs each as a Ray task (a local Ray by default, the cluster at
+RAY_ADDRESS when it is set). A `--set` key given more than once is a variant axis: every value is
+crossed with every other axis, every policy and every seed.
+
+The sweep folder holds:
+    sweep.json       the plan: scenario, seeds, policies, --set values, slots
+    <run>/           one ordinary run folder per combination (config.yaml, tables, plots, run.json),
+                     plus result.json, its row of the results table, written when it finished
+    results.csv      one row per run: what it was (policy, variants, seed), how it ended, what it measured
+    summary.csv      one row per policy and variant: the mean over seeds and its 95% confidence interval
+    comparison.png   QoE, wait and energy of each policy and variant, mean over seeds with 95% intervals
+A run that fails is reported with its error; the others go on. Running the same sweep again skips
+every run that finished with the same scenario, and redoes the failed and interrupted ones.
+
+Without Ray installed (`pip install -e .[ray]` adds it) the runs go one after another in this
+process, with the same folders and tables. On a cluster, the sweep folder must be on a file
+system every node sees (the usual shared home or NFS mount), and aigcsim installed on every node.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import json
+import logging
+import math
+import os
+import re
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from scenarios.loader import ScenarioError, load_scenario, parse_value
+from scenarios.report import (SheetSampler, ci95, latency_parts, new_figure, num, read_rows, save_figure,
+                              write_report)
+from scenarios.run import LEARNERS, POLICIES, run_scenario, with_seed_and_slots
+from world.config import ScenarioConfig
+from world.files import write_atomic
+
+INSTALL_HINT = "pip install -e '.[ray]'"
+# what each run measured, in results.csv after the columns naming the run
+MEASURES = ("slots", "simulated_s", "requests_issued", "requests_delivered", "requests_rated", "mean_qoe",
+            "mean_wait_s", "p95_wait_s", "energy_j_per_slot", "slots_over_budget", "llm_calls", "cache_hits",
+            "feedback_failed", "wall_s")
+COMPARED = (("mean_qoe", "QoE (0-1)"), ("mean_wait_s", "mean wait (s)"), ("energy_j_per_slot", "energy per slot (J)"))
+FOLDER_CHARS = re.compile(r"[^A-Za-z0-9_.=+-]+")
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """One combination of a sweep.
+
+    Attributes:
+        name: its folder in the sweep folder, e.g. "greedy-seed3" or "gddpg-users.count=100-seed0".
+        policy: the base station's policy.
+        seed: the run's seed.
+        variant: the --set values that vary across the sweep, (key, value as given).
+        cfg: the scenario with the policy, seed, slots and --set values applied.
+    """
+
+    name: str
+    policy: str
+    seed: int
+    variant: tuple[tuple[str, str], ...]
+    cfg: ScenarioConfig
+
+    @property
+    def label(self) -> str:
+        """The variant in words ("users.count=100"), "" when the sweep has one variant."""
+        return ", ".join(f"{k}={v}" for k, v in self.variant)
+
+
+@dataclass
+class SweepResult:
+    """What a sweep did."""
+
+    rows: list[dict[str, Any]]                    # one per planned run, in plan order (results.csv)
+    ran: int = 0
+    skipped: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)    # (run name, error)
+    files: list[Path] = field(default_factory=list)
+
+
+def parse_sets(items: Sequence[str]) -> dict[str, list[str]]:
+    """`key=value` assignments, grouped by key in order: a key given more than once is a variant axis.
+
+    Raises:
+        ScenarioError: an item is not key=value, or a key repeats a value.
+    """
+    sets: dict[str, list[str]] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key or not re.fullmatch(r"[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*", key):
+            raise ScenarioError(f"--set {item!r}: give key=value with the field's dotted path, "
+                                f"e.g. --set users.count=100")
+        if value in sets.setdefault(key, []):
+            raise ScenarioError(f"--set {key}={value} is given twice; give each value of a variant once")
+        sets[key].append(value)
+    return sets
+
+
+def parse_seeds(text: str) -> list[int]:
+    """`--seeds N`: the seeds 0 to N-1; `--seeds 3,8,21`: those seeds."""
+    parts = [p.strip() for p in text.split(",")]
+    try:
+        values = [int(p) for p in parts if p]
+    except ValueError:
+        raise ScenarioError(f"--seeds {text!r}: give a count (--seeds 5 runs seeds 0-4) or a list of seeds "
+                            f"(--seeds 3,8,21)") from None
+    if "," not in text:
+        if len(values) != 1 or not 1 <= values[0] <= 10_000:
+            raise ScenarioError(f"--seeds {text!r}: a count of seeds is 1 to 10000")
+        return list(range(values[0]))
+    if not values or any(not 0 <= v <= 2**32 - 1 for v in values) or len(set(values)) != len(values):
+        raise ScenarioError(f"--seeds {text!r}: seeds are distinct whole numbers 0 to {2**32 - 1}")
+    return values
+
+
+def parse_policies(text: str | None, default: str) -> list[str]:
+    """`--policies gddpg,ddpg,greedy`; none given: the scenario's own policy."""
+    if text is None:
+        return [default]
+    names = [p.strip() for p in text.split(",") if p.strip()]
+    unknown = [p for p in names if p not in POLICIES]
+    if not names or unknown:
+        raise ScenarioError(f"--policies {text!r}: {', '.join(map(repr, unknown)) or 'none given'} "
+                            f"{'is' if len(unknown) == 1 else 'are'} not a policy; choose from {', '.join(POLICIES)}")
+    if len(set(names)) != len(names):
+        raise ScenarioError(f"--policies {text!r}: a policy is named twice")
+    return names
+
+
+def plan_sweep(path: Path, seeds: Sequence[int], policies: Sequence[str], sets: dict[str, list[str]],
+               steps: int | None = None, checkpoints: dict[str, Path] | None = None) -> list[PlannedRun]:
+    """Every combination of variants x policies x seeds, each scenario checked as the loader checks a file.
+
+    A `--set` value is read as YAML (`true`, `0.5`, `[1, 2]`). A learner takes its checkpoint from
+    `checkpoints` (its name -> a policy.pt), else the scenario's when it is the scenario's own
+    policy, else it starts untrained and learns online.
+
+    Raises:
+        ScenarioError: the file, a --set value or a checkpoint is not valid; the message names it.
+    """
+    checkpoints = checkpoints or {}
+    for name, ckpt in checkpoints.items():
+        if name not in LEARNERS:
+            raise ScenarioError(f"--checkpoint {name}={ckpt}: '{name}' is not a learner; checkpoints belong to "
+                                f"{', '.join(LEARNERS)}")
+        if name not in policies:
+            raise ScenarioError(f"--checkpoint {name}={ckpt}: '{name}' is not in --policies")
+        if not ckpt.is_file():
+            raise ScenarioError(f"--checkpoint {name}={ckpt}: no such file; give a policy.pt written by "
+                                f"`python -m scenarios.train`")
+    fixed = {k: _value(k, v[0]) for k, v in sets.items() if len(v) == 1}
+    axes = [(k, v) for k, v in sets.items() if len(v) > 1]
+    runs = []
+    for combo in itertools.product(*(values for _, values in axes)):
+        variant = tuple((key, text) for (key, _), text in zip(axes, combo))
+        overrides = {**fixed, **{k: _value(k, text) for k, text in variant}}
+        try:
+            base = load_scenario(path, overrides)
+        except ScenarioError as exc:
+            given = " ".join(f"--set {k}={v}" for k, v in [*((k, v[0]) for k, v in sets.items() if len(v) == 1),
+                                                            *variant])
+            raise ScenarioError(f"with {given}: {exc}" if given else str(exc)) from None
+        base = _absolute_paths(base)
+        for policy in policies:
+            cfg = _with_policy(base, policy, checkpoints.get(policy))
+            for seed in seeds:
+                name = FOLDER_CHARS.sub("_", "-".join([policy, *(f"{k}={v}" for k, v in variant), f"seed{seed}"]))
+                runs.append(PlannedRun(name=name, policy=policy, seed=seed, variant=variant,
+                                       cfg=with_seed_and_slots(cfg, seed, cfg.slots if steps is None else steps)))
+    return runs
+
+
+def _value(key: str, text: str) -> Any:
+    try:
+        return parse_value(text) if text.strip() else text
+    except yaml.YAMLError:
+        raise ScenarioError(f"--set {key}={text}: not a YAML value; quote text, e.g. --set {key}='\"{text}\"'") \
+            from None
+
+
+def _with_policy(cfg: ScenarioConfig, policy: str, checkpoint: Path | None) -> ScenarioConfig:
+    bs = cfg.base_station
+    if policy != bs.policy:
+        bs = bs.model_copy(update={"policy": policy, "checkpoint": None})
+    if checkpoint is not None:
+        bs = bs.model_copy(update={"checkpoint": str(checkpoint.resolve())})
+    return cfg.model_copy(update={"base_station": bs})
+
+
+def _absolute_paths(cfg: ScenarioConfig) -> ScenarioConfig:
+    """Files the scenario names relative to this folder, made absolute: a Ray worker may run elsewhere."""
+    fb, bs = cfg.feedback, cfg.base_station
+    llm = fb.llm.model_copy(update={"cache_dir": str(Path(fb.llm.cache_dir).absolute())})
+    update: dict[str, Any] = {"llm": llm}
+    if fb.cache:
+        update["cache"] = str(Path(fb.cache).absolute())
+    if fb.learned_start and Path(fb.learned_start).is_file():
+        update["learned_start"] = str(Path(fb.learned_start).absolute())
+    checkpoint = bs.checkpoint
+    if checkpoint and Path(checkpoint).is_file():
+        bs = bs.model_copy(update={"checkpoint": str(Path(checkpoint).absolute())})
+    return cfg.model_copy(update={"feedback": fb.model_copy(update=update), "base_station": bs})
+
+
+# ---------------------------------------------------------------------------------------------
+# One run
+
+
+def execute(run: PlannedRun, out: str) -> dict[str, Any]:
+    """Run one combination into its folder and return its row of the results table (a Ray task).
+
+    The run folder is replaced; result.json is written last, so a folder with it holds a finished run.
+    """
+    folder = Path(out)
+    (folder / "result.json").unlink(missing_ok=True)
+    started = time.perf_counter()
+    sampler = SheetSampler()
+    run_scenario(run.cfg, out=folder, force=True, log=lambda line: None, observer=sampler.observe)
+    wall_s = time.perf_counter() - started
+    write_report(folder, sampler.cells(), policy=run.policy, budget_j=run.cfg.base_station.energy_budget_j_per_slot,
+                 wall_s=wall_s)
+    row = {**identity(run), "status": "finished", "error": "", **measure(folder, run.cfg), "wall_s": round(wall_s, 2)}
+    write_atomic(folder / "result.json", json.dumps(row, indent=1) + "\n")
+    return row
+
+
+def identity(run: PlannedRun) -> dict[str, Any]:
+    """The columns that name a run: policy, each variant's value, seed, folder."""
+    return {"run": run.name, "policy": run.policy, **dict(run.variant), "seed": run.seed}
+
+
+def measure(folder: Path, cfg: ScenarioConfig) -> dict[str, Any]:
+    """What a run folder's tables say about the run (every measure but wall_s)."""
+    slots = read_rows(folder / "slots.csv")
+    requests = read_rows(folder / "requests.csv")
+    total = lambda col: float(sum(np.nan_to_num(num(s[col])) for s in slots))  # noqa: E731
+    waits = [sum(p.values()) for p in map(latency_parts, requests) if p is not None]
+    qoe = [num(r["qoe"]) for r in requests if r["feedback_valid"] == "True" and not math.isnan(num(r["qoe"]))]
+    n = len(slots)
+    return {
+        "slots": n,
+        "simulated_s": num(slots[-1]["time_s"]) if slots else 0.0,
+        "requests_issued": int(total("requests_issued")),
+        "requests_delivered": int(total("requests_delivered")),
+        "requests_rated": len(qoe),
+        "mean_qoe": round(statistics.fmean(qoe), 4) if qoe else math.nan,
+        "mean_wait_s": round(statistics.fmean(waits), 3) if waits else math.nan,
+        "p95_wait_s": round(float(np.percentile(waits, 95)), 3) if waits else math.nan,
+        "energy_j_per_slot": round(total("service_energy_j") / n, 2) if n else math.nan,
+        "slots_over_budget": sum(1 for s in slots if num(s["over_budget_j"]) > 0),
+        "llm_calls": int(num(slots[-1]["llm_calls"])) if slots else 0,
+        "cache_hits": int(num(slots[-1]["cache_hits"])) if slots else 0,
+        "feedback_failed": int(total("feedback_failed")),
+    }
+
+
+def finished_row(run: PlannedRun, folder: Path) -> dict[str, Any] | None:
+    """The results row of a run this sweep finished earlier with the same scenario, else None.
+
+    Raises:
+        ScenarioError: the folder holds a finished run of another scenario (it is not redone
+            without --force, so that no result is replaced by surprise).
+    """
+    result, config = folder / "result.json", folder / "config.yaml"
+    if not (result.is_file() and config.is_file()):
+        return None
+    try:
+        done = json.loads(result.read_text(encoding="utf-8"))
+        state = json.loads((folder / "run.json").read_text(encoding="utf-8"))
+        had = yaml.safe_load(config.read_text(encoding="utf-8"))
+    except (OSError, ValueError, yaml.YAMLError):
+        return None                                  # damaged: redo it
+    if state.get("status") != "finished":
+        return None
+    want = run.cfg.model_dump(mode="json")
+    if had != want:
+        key = _first_difference(had, want)
+        raise ScenarioError(f"{folder} holds a finished run of a different scenario ({key}); this sweep would "
+                            f"replace it: pass --force to redo it, or give another --out")
+    return {**identity(run), "status": "finished", "error": "", **{k: done.get(k, "") for k in MEASURES}}
+
+
+def _first_difference(had: Any, want: Any, path: str = "") -> str:
+    if isinstance(had, dict) and isinstance(want, dict):
+        for key in sorted(set(had) | set(want)):
+            if had.get(key) != want.get(key):
+                return _first_difference(had.get(key), want.get(key), f"{path}.{key}" if path else str(key))
+    return f"{path or 'the scenario'}: {_brief(had)} there, {_brief(want)} now"
+
+
+def _brief(value: Any) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def describe(exc: BaseException) -> str:
+    """One line of at most 300 characters: the error's type and message."""
+    text = " ".join(f"{type(exc).__name__}: {exc}".split())
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+# ---------------------------------------------------------------------------------------------
+# The sweep
+
+
+def ray_available() -> bool:
+    """Whether the optional Ray extra is installed."""
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def run_sweep(plan: Sequence[PlannedRun], out: Path, *, use_ray: bool = True, workers: int | None = None,
+              cpus_per_run: float = 1.0, force: bool = False,
+              on_done: Callable[[dict[str, Any], str], None] = lambda row, how: None,
+              meta: dict[str, Any] | None = None) -> SweepResult:
+    """Run every planned run not finished earlier, then write results.csv, summary.csv and comparison.png.
+
+    Args:
+        plan: from `plan_sweep`.
+        out: the sweep folder.
+        use_ray: run the runs as Ray tasks (else one after another in this process).
+        workers: CPUs of the local Ray this starts (default: all); not for a cluster.
+        cpus_per_run: CPUs Ray reserves for each run.
+        force: redo runs that finished earlier.
+        on_done: called with each run's row and how it went ("ran", "failed", or "skipped": it had
+            finished earlier), as each ends.
+        meta: what sweep.json records about the sweep besides its runs.
+
+    Raises:
+        ScenarioError: the sweep folder cannot be used.
+        KeyboardInterrupt: the finished runs are kept and the results written; a rerun goes on.
+    """
+    if out.exists() and not out.is_dir():
+        raise ScenarioError(f"--out '{out}' is a file, not a folder; choose another path")
+    rows: dict[str, dict[str, Any]] = {}
+    todo: list[PlannedRun] = []
+    for run in plan:
+        row = None if force else finished_row(run, out / run.name)
+        if row is None:
+            todo.append(run)
+        else:
+            rows[run.name] = row
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ScenarioError(f"cannot create the sweep folder '{out}': {exc.strerror}; choose another --out") from None
+    write_atomic(out / "sweep.json", json.dumps({**(meta or {}), "runs": [r.name for r in plan]}, indent=1) + "\n")
+    result = SweepResult(rows=[], skipped=len(rows))
+    for row in rows.values():
+        on_done(row, "skipped")
+
+    def done(run: PlannedRun, row: dict[str, Any] | None, error: str = "") -> None:
+        if row is None:
+            row = {**identity(run), "status": "failed", "error": error}
+            result.failed.append((run.name, error))
+        else:
+            result.ran += 1
+        rows[run.name] = row
+        on_done(row, "failed" if error else "ran")
+
+    try:
+        if use_ray and todo:
+            _run_on_ray(todo, out, workers, cpus_per_run, done)
+        else:
+            for run in todo:
+                try:
+                    row = execute(run, str(out / run.name))
+                except Exception as exc:         # the run failed; its error is reported and the others go on
+                    done(run, None, describe(exc))
+                else:
+                    done(run, row)
+    finally:
+        result.rows = [rows.get(run.name) or {**identity(run), "status": "not run", "error": ""} for run in plan]
+        result.files = write_results(result.rows, out)
+    return result
+
+
+def _run_on_ray(todo: Sequence[PlannedRun], out: Path, workers: int | None, cpus_per_run: float,
+                done: Callable[..., None]) -> None:
+    import ray
+
+    started = False
+    if not ray.is_initialized():
+        if os.environ.get("RAY_ADDRESS"):
+            ray.init(logging_level=logging.ERROR, log_to_driver=False)
+        else:
+            ray.init(num_cpus=workers, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
+        started = True
+    task = ray.remote(num_cpus=cpus_per_run, max_retries=0)(execute)
+    pending = {task.remote(run, str(out.absolute() / run.name)): run for run in todo}
+    try:
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            run = pending.pop(ready[0])
+            try:
+                row = ray.get(ready[0])
+            except ray.exceptions.RayTaskError as exc:
+                done(run, None, describe(exc.cause or exc))
+            except ray.exceptions.RayError as exc:       # the worker died: killed, out of memory, node lost
+                done(run, None, describe(exc).splitlines()[0])
+            else:
+                done(run, row)
+    finally:
+        for ref in pending:
+            ray.cancel(ref, force=True)
+        if started:
+            ray.shutdown()
+
+
+# ---------------------------------------------------------------------------------------------
+# Results
+
+
+def write_results(rows: Sequence[dict[str, Any]], out: Path) -> list[Path]:
+    """results.csv (a row per run), summary.csv (mean and 95% interval over seeds) and comparison.png."""
+    columns = _columns(rows, ("run", "policy"), ("seed", "status", "error", *MEASURES))
+    files = [out / "results.csv", out / "summary.csv"]
+    write_atomic(files[0], _csv(rows, columns))
+    groups = summarize(rows)
+    variant_keys = [c for c in columns if c not in ("run", "policy", "seed", "status", "error", *MEASURES)]
+    summary_columns = ("policy", *variant_keys, "runs", *(f"{m}{s}" for m, _ in COMPARED for s in ("", "_ci95")))
+    write_atomic(files[1], _csv(groups, summary_columns))
+    if any(g["runs"] for g in groups):
+        files.append(plot_comparison(groups, variant_keys, out / "comparison.png"))
+    return files
+
+
+def summarize(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per policy and variant: how many runs finished, and each compared measure's mean and 95% CI."""
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    keys: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for row in rows:
+        name = {k: v for k, v in row.items() if k not in ("run", "seed", "status", "error", *MEASURES)}
+        group = tuple(name.items())
+        keys.setdefault(group, name)
+        groups.setdefault(group, [])
+        if row["status"] == "finished":
+            groups[group].append(row)
+    summary = []
+    for group, members in groups.items():
+        entry: dict[str, Any] = {**keys[group], "runs": len(members)}
+        for measure_name, _ in COMPARED:
+            values = [float(r[measure_name]) for r in members if not math.isnan(float(r[measure_name]))]
+            entry[measure_name] = round(statistics.fmean(values), 4) if values else math.nan
+            entry[f"{measure_name}_ci95"] = round(ci95(values), 4) if len(values) > 1 else math.nan
+        summary.append(entry)
+    return summary
+
+
+def plot_comparison(groups: Sequence[dict[str, Any]], variant_keys: Sequence[str], path: Path) -> Path:
+    """A panel per compared measure: a bar per policy (and variant), the mean over seeds with its 95% interval."""
+    fig = new_figure(4.2 * len(COMPARED), 4.4)
+    policies = list(dict.fromkeys(g["policy"] for g in groups))
+    variants = list(dict.fromkeys(tuple(str(g.get(k, "")) for k in variant_keys) for g in groups))
+    width = 0.8 / len(variants)
+    for i, (measure_name, label) in enumerate(COMPARED):
+        ax = fig.add_subplot(1, len(COMPARED), i + 1)
+        for j, variant in enumerate(variants):
+            members = {g["policy"]: g for g in groups if tuple(str(g.get(k, "")) for k in variant_keys) == variant}
+            xs = [p + (j - (len(variants) - 1) / 2) * width for p in range(len(policies))]
+            means = [members[p][measure_name] if p in members else math.nan for p in policies]
+            cis = [members[p][f"{measure_name}_ci95"] if p in members else math.nan for p in policies]
+            name = ", ".join(f"{k}={v}" for k, v in zip(variant_keys, variant)) or None
+            ax.bar(xs, np.nan_to_num(means), width=width * 0.9, yerr=np.nan_to_num(cis), capsize=3, label=name)
+        ax.set_xticks(range(len(policies)), policies)
+        ax.set_title(label)
+        ax.grid(axis="y", alpha=0.3)
+        if i == 0 and variant_keys:
+            ax.legend(fontsize=7)
+    runs = sorted({g["runs"] for g in groups})
+    count = f"{runs[0]}-{runs[-1]}" if len(runs) > 1 else f"{runs[0]}"
+    fig.suptitle(f"mean over seeds ({count} finished runs each); bars: 95% confidence interval")
+    return save_figure(fig, path)
+
+
+def _columns(rows: Sequence[dict[str, Any]], first: Sequence[str], last: Sequence[str]) -> tuple[str, ...]:
+    middle = [k for row in rows for k in row if k not in first and k not in last]
+    return (*first, *dict.fromkeys(middle), *last)
+
+
+def _csv(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n", extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
