@@ -398,9 +398,11 @@ def _sweep(path: Path, args: argparse.Namespace) -> int:
             result = run_sweep(plan, out, use_ray=use_ray, workers=args.workers, cpus_per_run=args.cpus_per_run,
                                force=args.force, on_done=on_done, meta=meta)
         except KeyboardInterrupt:
-            print(f"interrupted: the finished runs are kept in {out} and results.csv holds them; run the same "
-                  f"command again to do the rest", file=sys.stderr)
-            return EXIT_INTERRUPTED
+            result = None
+    if result is None:
+        print(f"interrupted with {count} of {len(plan)} runs done: the finished runs are kept in {out} and "
+              f"results.csv holds them; run the same command again to do the rest", file=sys.stderr)
+        return EXIT_INTERRUPTED
     wall = time.perf_counter() - started
     print(f"{result.ran} ran, {result.skipped} finished earlier and skipped, {len(result.failed)} failed "
           f"in {wall:.1f} s")

@@ -26,9 +26,7 @@ import csv
 import io
 import itertools
 import json
-import logging
 import math
-import os
 import re
 import statistics
 import time
@@ -46,6 +44,7 @@ from scenarios.report import (SheetSampler, ci95, latency_parts, new_figure, num
 from scenarios.run import LEARNERS, POLICIES, run_scenario, with_seed_and_slots
 from world.config import ScenarioConfig
 from world.files import write_atomic
+from world.ray_feedback import ensure_ray
 
 INSTALL_HINT = "pip install -e '.[ray]'"
 # what each run measured, in results.csv after the columns naming the run
@@ -396,13 +395,7 @@ def _run_on_ray(todo: Sequence[PlannedRun], out: Path, workers: int | None, cpus
                 done: Callable[..., None]) -> None:
     import ray
 
-    started = False
-    if not ray.is_initialized():
-        if os.environ.get("RAY_ADDRESS"):
-            ray.init(logging_level=logging.ERROR, log_to_driver=False)
-        else:
-            ray.init(num_cpus=workers, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
-        started = True
+    started = ensure_ray(num_cpus=workers)
     task = ray.remote(num_cpus=cpus_per_run, max_retries=0)(execute)
     pending = {task.remote(run, str(out.absolute() / run.name)): run for run in todo}
     try:

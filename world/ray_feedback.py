@@ -50,7 +50,9 @@ def ensure_ray(num_cpus: int | None = None) -> bool:
     if os.environ.get("RAY_ADDRESS"):
         ray.init(logging_level=logging.ERROR, log_to_driver=False)     # the cluster decides how many CPUs
     else:
-        ray.init(num_cpus=num_cpus, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
+        # "local": a new Ray of our own, never a cluster that `ray start` left on this machine
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, logging_level=logging.ERROR,
+                 log_to_driver=False)
     return True
 
 

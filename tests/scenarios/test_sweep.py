@@ -182,6 +182,11 @@ def test_the_ray_address_cluster_path(tmp_path: Path) -> None:
     finally:
         head.terminate()
         head.wait(timeout=60)
+        # `ray start` notes its cluster for later ray.init() calls on this machine; `ray stop` would remove the
+        # note, but it stops every Ray here
+        note = Path("/tmp/ray/ray_current_cluster")
+        if note.is_file() and note.read_text().strip().endswith(f":{port}"):
+            note.unlink()
     assert done.returncode == 0, done.stderr
     assert "on the Ray cluster at RAY_ADDRESS" in done.stdout
     assert [r["status"] for r in table(tmp_path / "cluster" / "results.csv")] == ["finished", "finished"]
