@@ -12,12 +12,12 @@ import pytest
 import yaml
 
 from scenarios import cli
-from scenarios.sweep import MEASURES, parse_sets, plan_sweep
+from scenarios.sweep import MEASURES, parse_sets, plan_sweep, run_sweep
 from tests.shipped import CITY_BLOCK
 
 # the city block, small and quick: frozen learned feedback (no LLM), profiled images
-QUICK = ["--set", "users.count=12", "--set", "feedback.mode=learned", "--set", "feedback.learned_live_share=0",
-         "--set", "imagegen.render=profile", "--steps", "25"]
+SETS = ["users.count=12", "feedback.mode=learned", "feedback.learned_live_share=0", "imagegen.render=profile"]
+QUICK = [*(arg for item in SETS for arg in ("--set", item)), "--steps", "25"]
 
 
 def sweep(out: Path, *args: str) -> int:
@@ -190,3 +190,20 @@ def test_the_ray_address_cluster_path(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "on the Ray cluster at RAY_ADDRESS" in done.stdout
     assert [r["status"] for r in table(tmp_path / "cluster" / "results.csv")] == ["finished", "finished"]
+
+
+def test_an_interrupted_sweep_keeps_its_finished_runs_and_goes_on(ray_local: None, tmp_path: Path) -> None:
+    """Ctrl-C (here raised as the first run ends): runs in flight are cancelled, the table is written."""
+    plan = plan_sweep(CITY_BLOCK, [0, 1, 2], ["greedy"], parse_sets(SETS), steps=25)
+
+    def interrupt(row: dict[str, object], how: str) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(plan, tmp_path, workers=1, on_done=interrupt)
+    statuses = [r["status"] for r in table(tmp_path / "results.csv")]
+    assert statuses.count("finished") == 1 and statuses.count("not run") == 2
+    seen: list[str] = []
+    result = run_sweep(plan, tmp_path, on_done=lambda row, how: seen.append(how))
+    assert sorted(seen) == ["ran", "ran", "skipped"] and result.ran == 2 and not result.failed
+    assert [r["status"] for r in table(tmp_path / "results.csv")] == ["finished"] * 3
