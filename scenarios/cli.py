@@ -294,7 +294,8 @@ def main(argv: list[str] | None = None) -> int:
     sweep.add_argument("--steps", type=_positive, metavar="N", help="slots per run (default: the scenario's 'slots')")
     sweep.add_argument("--checkpoint", dest="checkpoints", action="append", default=[], metavar="POLICY=PATH",
                        help="trained weights for a learner in the sweep, e.g. ddpg=runs/train-x/policy.pt (default: "
-                            "the scenario's checkpoint for its own policy; other learners start untrained)")
+                            "the scenario's checkpoint for its own policy; other learners act untrained: runs "
+                            "evaluate, they do not train)")
     sweep.add_argument("--out", type=Path, metavar="DIR", help="sweep folder (default: runs/sweep-<name>)")
     sweep.add_argument("--workers", type=_positive, metavar="N",
                        help="CPUs of the local Ray (default: all of this machine's); not with RAY_ADDRESS")
@@ -369,8 +370,9 @@ def _sweep(path: Path, args: argparse.Namespace) -> int:
     for policy in policies:
         ckpt = next(r.cfg.base_station.checkpoint for r in plan if r.policy == policy)
         if policy in LEARNERS:
-            print(f"  {policy}: " + (f"checkpoint {ckpt}" if ckpt else "untrained, learns online "
-                                                                      "(--checkpoint POLICY=PATH to load one)"))
+            print(f"  {policy}: " + (f"checkpoint {ckpt}" if ckpt else
+                                     "untrained: acts with its initial weights, as runs do not train (train one "
+                                     "with python -m scenarios.train, then --checkpoint POLICY=PATH)"))
     console = Console()
     bar = console.is_terminal and not console.is_dumb_terminal
     meta = {"scenario": str(path), "seeds": seeds, "policies": policies, "sets": sets,

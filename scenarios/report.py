@@ -378,9 +378,14 @@ def write_report(out: Path, cells: Sequence[SheetCell], policy: str, budget_j: f
     if learner_history:
         report.files.append(plot_learning_curve(learner_history, out / "learning_curve.png"))
     else:
-        report.skipped.append(f"learning curve: no learner ran (policy '{policy}' is a heuristic)")
+        report.skipped.append(f"learning curve: policy '{policy}' is a learner acting as loaded; a run does not "
+                              f"train it (`python -m scenarios.train` does, and draws the curve)"
+                              if policy in ("gddpg", "ddpg") else
+                              f"learning curve: no learner ran (policy '{policy}' is a heuristic)")
     report.files.append(image_sheet(cells, out / "image_sheet.png"))
-    report.rows = summary_rows(slots, requests, users, policy if learner_history else f"{policy} (no learner)", wall_s)
+    label = policy if learner_history else f"{policy} (not training)" if policy in ("gddpg", "ddpg") else \
+        f"{policy} (no learner)"
+    report.rows = summary_rows(slots, requests, users, label, wall_s)
     return report
 
 

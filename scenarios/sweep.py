@@ -146,7 +146,7 @@ def plan_sweep(path: Path, seeds: Sequence[int], policies: Sequence[str], sets: 
 
     A `--set` value is read as YAML (`true`, `0.5`, `[1, 2]`). A learner takes its checkpoint from
     `checkpoints` (its name -> a policy.pt), else the scenario's when it is the scenario's own
-    policy, else it starts untrained and learns online.
+    policy, else it acts with its untrained initial weights (runs evaluate; they do not train).
 
     Raises:
         ScenarioError: the file, a --set value or a checkpoint is not valid; the message names it.

@@ -50,6 +50,13 @@ def test_report_writes_plots_and_sheet_and_skips_the_learning_curve(run_folder: 
     assert all(line.isascii() and line.isprintable() for line in lines)
 
 
+def test_a_learner_in_a_run_is_not_called_a_heuristic(run_folder: Path) -> None:
+    report = write_report(run_folder, [], policy="gddpg", budget_j=300.0, wall_s=1.0)
+    assert any("learner acting as loaded; a run does not train it" in s for s in report.skipped)
+    assert ("policy", "gddpg (not training)") in report.rows
+    assert not any("heuristic" in s for s in report.skipped)
+
+
 def test_latency_parts_add_up_to_the_wait(run_folder: Path) -> None:
     rows = [r for r in read_rows(run_folder / "requests.csv") if r["delivered_s"]]
     assert rows
