@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, fields
 from enum import Enum
 from typing import Any
 
 from agents.feedback import Feedback
+
+
+_NOT_RECORDED = ("extra", "image", "decision", "feedback")    # ImageRequest fields that are not one table cell
 
 
 class RequestState(Enum):
@@ -84,11 +87,8 @@ class ImageRequest:
 
     def as_record(self) -> dict[str, float | int | str | bool | None]:
         """Flat row for the run's requests table."""
-        row = asdict(replace(self, image=None, feedback=None, decision=None))
-        row.pop("extra")
-        row.pop("image")
-        row.pop("decision")
-        row.pop("feedback")
+        # the scalar fields by hand: asdict would deep-copy every value, a fifth of a profiled run's time
+        row = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in _NOT_RECORDED}
         row["state"] = self.state.value
         row["steps"] = self.steps
         row["wait_s"] = self.wait_s

@@ -468,7 +468,7 @@ def run_scenario(cfg: ScenarioConfig, steps: int | None = None, seed: int | None
                 logged = now
                 log(f"slot {model.slot}/{steps}  t={m['time_s']:.0f}s  issued={tally.issued}  "
                     f"delivered={tally.delivered}  rated={tally.rated}  in_flight={m['in_flight']}  "
-                    f"mean_qoe={_fmt(tally.qoe)}  llm_calls={m['llm_calls']}  cache_hits={m['cache_hits']}  "
+                    f"mean_qoe={_fmt(tally.mean_qoe)}  llm_calls={m['llm_calls']}  cache_hits={m['cache_hits']}  "
                     f"invalid={tally.invalid}  failed={tally.failed}  gpu={m['gpu_utilisation']:.0%}  "
                     f"energy={tally.energy:.0f}J")
         status = "finished"
@@ -491,9 +491,9 @@ def run_scenario(cfg: ScenarioConfig, steps: int | None = None, seed: int | None
                  "seed": seed, "error": error}, indent=1) + "\n")
     m = model.slot_metrics
     return RunResult(out=out, slots=model.slot, requests_issued=tally.issued, requests_delivered=tally.delivered,
-                     requests_rated=tally.rated, mean_wait_s=float(np.mean(tally.waits)) if tally.waits else math.nan,
-                     mean_qoe=float(np.mean(tally.qoe)) if tally.qoe else math.nan, feedback_invalid=tally.invalid,
-                     feedback_failed=tally.failed, llm_calls=int(m["llm_calls"]), cache_hits=int(m["cache_hits"]),
+                     requests_rated=tally.rated, mean_wait_s=tally.mean_wait_s, mean_qoe=tally.mean_qoe,
+                     feedback_invalid=tally.invalid, feedback_failed=tally.failed,
+                     llm_calls=int(m["llm_calls"]), cache_hits=int(m["cache_hits"]),
                      service_energy_j=tally.energy, seconds=time.perf_counter() - started)
 
 
@@ -519,7 +519,11 @@ def resume_config(out: Path) -> ScenarioConfig:
 
 @dataclass
 class _Tally:
-    """What the run has counted so far, for the progress lines and the result."""
+    """What the run has counted so far, for the progress lines and the result.
+
+    Waits and QoE are kept as counts and sums, not per request, so a long run of many users holds no more
+    than a short one.
+    """
 
     issued: int = 0
     delivered: int = 0
@@ -527,10 +531,9 @@ class _Tally:
     invalid: int = 0
     failed: int = 0
     energy: float = 0.0
-
-    def __post_init__(self) -> None:
-        self.waits: list[float] = []
-        self.qoe: list[float] = []
+    total_wait_s: float = 0.0     # sum of the delivered requests' waits, s
+    scored: int = 0               # finished requests with a valid QoE
+    total_qoe: float = 0.0        # sum of their QoE
 
     def add(self, model: CityBlock) -> None:
         m = model.slot_metrics
@@ -540,8 +543,19 @@ class _Tally:
         self.invalid += int(m["feedback_invalid"])
         self.failed += int(m["feedback_failed"])
         self.energy += m["service_energy_j"]
-        self.waits += [r.wait_s for r in model.delivered]
-        self.qoe += [r.qoe for r in model.completed if not math.isnan(r.qoe)]
+        self.total_wait_s += sum(r.wait_s for r in model.delivered)
+        for r in model.completed:
+            if not math.isnan(r.qoe):
+                self.scored += 1
+                self.total_qoe += r.qoe
+
+    @property
+    def mean_wait_s(self) -> float:
+        return self.total_wait_s / self.delivered if self.delivered else math.nan
+
+    @property
+    def mean_qoe(self) -> float:
+        return self.total_qoe / self.scored if self.scored else math.nan
 
 
 def _check_replay(model: CityBlock, row: dict[str, str], out: Path) -> None:
@@ -579,5 +593,5 @@ def _int(text: str | None) -> int:
         return 1 << 62      # unreadable: treated as after every finished slot
 
 
-def _fmt(values: list[float]) -> str:
-    return f"{np.mean(values):.2f}" if values else "-"
+def _fmt(value: float) -> str:
+    return "-" if math.isnan(value) else f"{value:.2f}"

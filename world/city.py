@@ -29,7 +29,8 @@ SLOT_METRICS = (
     "gpu_energy_j", "tx_energy_j", "device_energy_j", "service_energy_j", "over_budget_j",
     "gpu_utilisation", "gpu_queue",
     "total_qoe", "mean_qoe", "feedback_invalid", "feedback_failed",
-    # cumulative since the start of the run:
+    # cumulative since the start of the run, but bounded: the median latency is over the latest model calls
+    # (world.feedback.LATENCY_WINDOW), learned_pairs counts the newest pairs kept (world.feedback_model.MAX_PAIRS):
     "llm_calls", "cache_hits", "cache_hit_rate", "learned_answers", "llm_median_latency_s",
     "learned_pairs", "learned_mae", "learned_spearman",
 )

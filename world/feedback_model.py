@@ -6,12 +6,18 @@ answers are the training pairs, and every `refresh_slots` slots the regressor
 is refitted. Before a refit it is scored on the newest fifth of the pairs,
 held out (MAE and Spearman correlation with the LLM's ratings), then fitted
 on all of them. Predictions are bounded to the rating scale 1-5.
+
+Only the newest `max_pairs` pairs are kept (MAX_PAIRS, 10,000, by default:
+about 4 MB, and hours of answers from the embedded LLM), so a long run with
+live answers holds no more than a short one; a run with fewer answers fits
+on all of them, as before.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from collections import deque
 from concurrent.futures import Future
 from pathlib import Path
 
@@ -23,6 +29,7 @@ from agents.persona import BigFive, Persona
 from world.feedback import FeedbackPool, FeedbackStats
 
 LEARNED_BACKEND = "learned"
+MAX_PAIRS = 10_000          # newest LLM answers kept as training pairs, count
 FIT_FORMAT = "aigcsim-feedback-fit/1"
 _MIDDLE = BigFive(0.5, 0.5, 0.5, 0.5, 0.5)
 
@@ -67,12 +74,17 @@ class LearnedFeedback:
         min_pairs: LLM answers needed before the first fit.
         ridge: L2 penalty of the regressor.
         start: weights of an earlier fit (`load_fit`) to predict with from the first delivery.
+        max_pairs: newest LLM answers kept as training pairs; older ones are dropped.
     """
 
     def __init__(self, live: FeedbackPool | None, rng: np.random.Generator, live_share: float,
-                 min_pairs: int, ridge: float = 1.0, start: np.ndarray | None = None) -> None:
+                 min_pairs: int, ridge: float = 1.0, start: np.ndarray | None = None,
+                 max_pairs: int = MAX_PAIRS) -> None:
         if live is None and (start is None or live_share > 0):
             raise ValueError("LearnedFeedback without a live pool needs a start fit and live_share 0")
+        if max_pairs < min_pairs:
+            raise ValueError(f"max_pairs ({max_pairs}) must be at least min_pairs ({min_pairs}): the first fit "
+                             f"needs min_pairs pairs kept")
         self.live = live
         self.stats = live.stats if live is not None else FeedbackStats()
         self.rng = rng
@@ -80,8 +92,9 @@ class LearnedFeedback:
         self.min_pairs = min_pairs
         self.ridge = ridge
         self.weights: np.ndarray | None = start
-        self._x: list[np.ndarray] = []
-        self._y: list[float] = []
+        self.max_pairs = max_pairs
+        self._x: deque[np.ndarray] = deque(maxlen=max_pairs)
+        self._y: deque[float] = deque(maxlen=max_pairs)
         self.agreement: dict[str, float] = {"pairs": 0, "mae": math.nan, "spearman": math.nan}
 
     def submit(self, persona: Persona, delivery: Delivery) -> Future[Feedback]:
@@ -97,7 +110,7 @@ class LearnedFeedback:
 
     @property
     def pairs(self) -> int:
-        """Valid LLM answers kept as training pairs so far."""
+        """Valid LLM answers kept as training pairs (the newest max_pairs)."""
         return len(self._y)
 
     def predict(self, persona: Persona, delivery: Delivery) -> float:
@@ -105,13 +118,13 @@ class LearnedFeedback:
         return float(np.clip(features(persona, delivery) @ self.weights, 1.0, 5.0))
 
     def learn(self, persona: Persona, delivery: Delivery, feedback: Feedback) -> None:
-        """Keep a valid LLM answer as a training pair."""
+        """Keep a valid LLM answer as a training pair (dropping the oldest beyond max_pairs)."""
         if feedback.valid and feedback.backend != LEARNED_BACKEND and feedback.score is not None:
             self._x.append(features(persona, delivery))
             self._y.append(float(feedback.score))
 
     def refresh(self) -> None:
-        """Score the regressor on the newest pairs held out, then refit on all pairs."""
+        """Score the regressor on the newest pairs held out, then refit on all pairs kept."""
         n = len(self._y)
         if n < self.min_pairs:
             return
@@ -136,8 +149,9 @@ class LearnedFeedback:
     def restore(self, state: dict[str, object]) -> None:
         """Go on from `state()`: the same fit, the same pairs, the same next draws."""
         self.weights = None if state["weights"] is None else np.array(state["weights"], dtype=float)
-        self._x = [np.array(row, dtype=float) for row in state["x"]]
-        self._y = [float(v) for v in state["y"]]
+        # a state saved with more pairs than this model keeps goes on with the newest of them
+        self._x = deque((np.array(row, dtype=float) for row in state["x"]), maxlen=self.max_pairs)
+        self._y = deque((float(v) for v in state["y"]), maxlen=self.max_pairs)
         self.rng.bit_generator.state = json.loads(state["rng"])
         self.agreement = dict(state["agreement"])
 

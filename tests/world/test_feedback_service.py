@@ -14,7 +14,7 @@ import pytest
 
 from agents.feedback import Delivery
 from agents.persona import BigFive, Persona
-from world.feedback import FeedbackCache, FeedbackPool
+from world.feedback import LATENCY_WINDOW, FeedbackCache, FeedbackPool, FeedbackStats
 from tests.world.scripted import ScriptedBackend
 from world.feedback_model import LearnedFeedback, spearman
 
@@ -125,3 +125,35 @@ def test_learned_model_waits_for_enough_pairs() -> None:
     learned.refresh()
     assert learned.weights is None and learned.agreement["pairs"] == 0
     learned.close()
+
+
+def test_learned_model_keeps_the_newest_pairs_up_to_max_pairs() -> None:
+    learned = LearnedFeedback(FeedbackPool([ScriptedBackend()], "scripted", {}, None), np.random.default_rng(0),
+                              live_share=0.1, min_pairs=5, max_pairs=20)
+    for k in range(50):                         # the k-th answer is to an image that waited k seconds
+        d = delivery(sharpness=0.5 + k / 100, wait_s=float(k))
+        learned.learn(BEN, d, learned.submit(BEN, d).result())
+    learned.refresh()
+    assert learned.pairs == 20 and learned.agreement["pairs"] == 20
+    state = learned.state()
+    waits = np.expm1(np.array(state["x"])[:, 8])          # feature 8 is log1p(wait_s)
+    assert waits == pytest.approx(np.arange(30, 50))
+    again = LearnedFeedback(None, np.random.default_rng(9), 0.0, 5, start=learned.weights)
+    again.restore(state)                        # the same pairs: the same refit
+    again.refresh()
+    assert np.allclose(again.weights, learned.weights)
+    fewer = LearnedFeedback(None, np.random.default_rng(9), 0.0, 5, start=learned.weights, max_pairs=10)
+    fewer.restore(state)                        # a model that keeps fewer goes on with the newest
+    assert np.expm1(np.array(fewer.state()["x"])[:, 8]) == pytest.approx(np.arange(40, 50))
+    with pytest.raises(ValueError, match="max_pairs"):
+        LearnedFeedback(None, np.random.default_rng(0), 0.0, 30, start=learned.weights, max_pairs=10)
+    learned.close()
+
+
+def test_median_latency_is_over_the_latest_calls() -> None:
+    stats = FeedbackStats()
+    assert np.isnan(stats.median_latency_s())
+    stats.latencies_s.extend([0.5, 1.5, 1.0])
+    assert stats.median_latency_s() == 1.0
+    stats.latencies_s.extend([9.0] * LATENCY_WINDOW)     # a long run keeps only the window
+    assert len(stats.latencies_s) == LATENCY_WINDOW and stats.median_latency_s() == 9.0
