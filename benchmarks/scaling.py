@@ -1,4 +1,13 @@
-"""How the simulation scales.
+"""How the simulation scales: sweeps on Ray workers, persona feedback on model instances, populations.
+
+Sweep (--part sweep): the same sweep of 8 short runs of the city block (2 policies x 4 seeds, learned
+frozen feedback, profiled images, each run's plots drawn) as Ray tasks on a local Ray of 1, then 2
+workers (CPUs): wall time, speed-up and parallel efficiency (speed-up / workers). Ray's start is
+timed apart.
+
+Feedback (--part feedback): the same 16 different questions to the embedded persona model, all
+submitted at once to a `FeedbackPool` of 1, then 2 model instances (no cache), with the instances in
+this process and then in Ray actors: answers per second, median latency of one answer, speed-up.
 
 Population (--part population): time per slot and memory of whole runs of the shipped city block with
 100, 1,000 and 10,000 users in learned/profiled mode: the frozen learned persona-feedback model (the
@@ -11,23 +20,31 @@ that does not grow with slots. The RSS growth column is measured over the second
 by then every user holds its last two images (`MobileUser.received`; with 0.02 requests/s a user has
 received two after some 100 s, nearly all after 300 s), so what is left is what a run keeps per slot.
 
-    python benchmarks/scaling.py [--part all|population] [--users 100 1000 10000] [--slots 1000 1000 600]
+    python benchmarks/scaling.py [--part all|sweep|feedback|population] [--users 100 1000 10000]
+                                 [--slots 1000 1000 600]
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import multiprocessing
+import os
 import resource
+import statistics
 import tempfile
+import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+
+import numpy as np
 
 from scenarios.loader import load_scenario
 from scenarios.run import run_scenario
 from world.city import CityBlock
 
-SCENARIO = Path(__file__).resolve().parents[1] / "scenarios" / "city_block.yaml"
+ROOT = Path(__file__).resolve().parents[1]
+SCENARIO = ROOT / "scenarios" / "city_block.yaml"
 PAGE_MB = resource.getpagesize() / 2 ** 20
 
 
@@ -84,6 +101,84 @@ def population_table(users: tuple[int, ...] = (100, 1000, 10000), slots: tuple[i
     return rows
 
 
+def sweep_table(runs: int = 8, users: int = 1000, slots: int = 600, workers: tuple[int, ...] = (1, 2)) -> None:
+    """The same sweep of `runs` short runs on a local Ray of 1, then 2 workers: wall time, speed-up, efficiency."""
+    import ray
+
+    from scenarios.sweep import parse_sets, plan_sweep, run_sweep
+
+    seeds = list(range(runs // 2))
+    sets = parse_sets([f"users.count={users}", "feedback.mode=learned", "feedback.learned_live_share=0",
+                       "imagegen.render=profile"])
+    plan = plan_sweep(SCENARIO, seeds, ["greedy", "fixed"], sets, steps=slots)
+    print(f"sweep: {len(plan)} runs of the city block ({users} users, {slots} slots, learned frozen feedback, "
+          f"profiled images, plots drawn), each as a Ray task of 1 CPU; {os.cpu_count()} CPUs here")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in workers:
+            started = time.perf_counter()
+            ray.init(address="local", num_cpus=n, include_dashboard=False, log_to_driver=False,
+                     logging_level=logging.ERROR)
+            ready = time.perf_counter()
+            result = run_sweep(plan, Path(tmp) / f"workers{n}", workers=n)
+            ran = time.perf_counter() - ready
+            ray.shutdown()
+            assert not result.failed, result.failed
+            run_s = [float(r["wall_s"]) for r in result.rows]
+            rows.append((n, ready - started, ran, statistics.fmean(run_s)))
+    base = rows[0][2]
+    print(f"{'workers':>7} {'Ray start s':>11} {'sweep s':>8} {'s per run':>10} {'speed-up':>9} {'efficiency':>11}")
+    for n, start_s, ran, per_run in rows:
+        print(f"{n:>7} {start_s:>11.1f} {ran:>8.1f} {per_run:>10.2f} {base / ran:>9.2f} {base / ran / n:>10.0%}")
+
+
+def feedback_table(questions: int = 16, instances: tuple[int, ...] = (1, 2)) -> None:
+    """Answers per second of the embedded persona model with 1 and 2 instances, in this process and in Ray actors."""
+    import ray
+
+    from agents.feedback import Delivery
+    from agents.persona import BigFive, Persona
+    from world.feedback import FeedbackPool
+    from world.llm import LlmConfig, build_backends
+    from world.ray_feedback import build_ray_backends
+
+    rng = np.random.default_rng(0)
+    asked = []
+    for i in range(questions):
+        traits = BigFive(*(float(x) for x in rng.uniform(0.1, 0.9, 5)))
+        asked.append((Persona(f"P{i}", traits, background=""),
+                      Delivery(prompt="a red circle on a blue background", steps=int(rng.integers(5, 50)),
+                               sharpness=float(rng.uniform(0.2, 1.0)), fidelity=float(rng.uniform(0.2, 1.0)),
+                               wait_s=float(rng.uniform(0.5, 20.0)))))
+    cfg = LlmConfig(cache_dir=str(ROOT / ".cache" / "aigcsim"))
+    print(f"feedback: {questions} different questions to the embedded model ({cfg.model}, {cfg.threads} thread per "
+          f"instance, no cache), all submitted at once")
+    print(f"{'served':>7} {'instances':>9} {'start s':>8} {'answers':>8} {'valid':>6} {'wall s':>7} {'answers/s':>10} "
+          f"{'median s':>9} {'speed-up':>9}")
+    for serve in ("local", "ray"):
+        base = None
+        for n in instances:
+            started = time.perf_counter()
+            if serve == "ray":
+                ray.init(address="local", num_cpus=n, include_dashboard=False, log_to_driver=False,
+                         logging_level=logging.ERROR)
+                backends, close = build_ray_backends(cfg, n)
+            else:
+                backends, close = build_backends(cfg, n)
+            pool = FeedbackPool(backends, backend_id="bench", sampling={})
+            ready = time.perf_counter()
+            answers = [f.result() for f in [pool.submit(p, d) for p, d in asked]]
+            wall = time.perf_counter() - ready
+            pool.close()
+            close()
+            if serve == "ray" and ray.is_initialized():
+                ray.shutdown()
+            rate = len(answers) / wall
+            base = base or rate
+            print(f"{serve:>7} {n:>9} {ready - started:>8.1f} {len(answers):>8} {sum(a.valid for a in answers):>6} "
+                  f"{wall:>7.1f} {rate:>10.2f} {np.median([a.latency_s for a in answers]):>9.2f} {rate / base:>9.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--part", choices=("all", "sweep", "feedback", "population"), default="all",
@@ -97,7 +192,12 @@ def main() -> None:
         parser.error("--slots needs one value per --users value")
     if any(s < 2 for s in args.slots):
         parser.error("--slots must be at least 2: the RSS growth is measured over a run's second half")
-    # the sweep and feedback sections (--part sweep, --part feedback) go here, each in its own functions
+    if args.part in ("all", "sweep"):
+        sweep_table()
+        print()
+    if args.part in ("all", "feedback"):
+        feedback_table()
+        print()
     if args.part in ("all", "population"):
         population_table(tuple(args.users), tuple(args.slots))
 
