@@ -25,6 +25,7 @@ bench: setup
 	$(PY) benchmarks/world_throughput.py
 	$(PY) benchmarks/cooperative_denoising.py
 	$(PY) benchmarks/gddpg_vs_ddpg.py
+	$(PY) benchmarks/scaling.py
 
 # Refit the city block's persona-feedback model from real LLM answers (about 5 min on 2 cores).
 feedback-fit: setup

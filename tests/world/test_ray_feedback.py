@@ -27,10 +27,11 @@ PERSONAS = [Persona(name, BigFive(openness=o, conscientiousness=0.5, extraversio
 DELIVERIES = [Delivery(prompt="a red circle on a blue background", steps=s, sharpness=sh, fidelity=fi, wait_s=w)
               for s, sh, fi, w in ((40, 0.95, 0.9, 2.0), (6, 0.2, 0.3, 14.0))]
 QUESTIONS = [(p, d) for p in PERSONAS for d in DELIVERIES]
+ASKED = QUESTIONS[::3]       # the real model: a calm persona with a good image, an anxious one with a bad one
 
 
-def answers(pool: FeedbackPool) -> list[Feedback]:
-    futures = [pool.submit(p, d) for p, d in QUESTIONS]
+def answers(pool: FeedbackPool, questions: list[tuple[Persona, Delivery]] = QUESTIONS) -> list[Feedback]:
+    futures = [pool.submit(p, d) for p, d in questions]
     return [f.result(timeout=300) for f in futures]
 
 
@@ -85,13 +86,13 @@ def test_embedded_model_in_actors_answers_as_the_local_model(ray_local: None, py
     cfg = LlmConfig(cache_dir=str(pytestconfig.rootpath / ".cache/aigcsim"))
     backends, close = build_backends(cfg, 1)
     try:
-        local = [backends[0].give_feedback(p, d) for p, d in QUESTIONS]
+        local = [backends[0].give_feedback(p, d) for p, d in ASKED]
     finally:
         close()
     remote_backends, close = build_ray_backends(cfg, 2)
     pool = FeedbackPool(remote_backends, backend_id="embedded", sampling={})
     try:
-        remote = answers(pool)
+        remote = answers(pool, ASKED)
     finally:
         pool.close()
         close()
