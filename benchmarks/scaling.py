@@ -53,6 +53,17 @@ def rss_mb() -> float:
     return int(Path("/proc/self/statm").read_text().split()[1]) * PAGE_MB
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident memory, MB (Linux: VmHWM).
+
+    Not getrusage's ru_maxrss, which a spawned child inherits from the parent it was forked from.
+    """
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
 def measure_population(users: int, slots: int, policy: str = "greedy") -> dict[str, float]:
     """Run the city block with `users` users for `slots` slots in learned/profiled mode (see the module docstring)."""
     base = load_scenario(SCENARIO)
@@ -76,7 +87,7 @@ def measure_population(users: int, slots: int, policy: str = "greedy") -> dict[s
         end_mb = rss_mb()
     return {"users": users, "slots": slots, "ms_per_slot": 1e3 * result.seconds / slots,
             "us_per_user_slot": 1e6 * result.seconds / (slots * users), "requests": result.requests_issued,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "peak_rss_mb": peak_rss_mb(),
             "rss_growth_mb": end_mb - middle["rss_mb"]}
 
 
