@@ -407,7 +407,7 @@ def _run_on_ray(todo: Sequence[PlannedRun], out: Path, workers: int | None, cpus
             except ray.exceptions.RayTaskError as exc:
                 done(run, None, describe(exc.cause or exc))
             except ray.exceptions.RayError as exc:       # the worker died: killed, out of memory, node lost
-                done(run, None, describe(exc).splitlines()[0])
+                done(run, None, describe(exc))
             else:
                 done(run, row)
     finally:
