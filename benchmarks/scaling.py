@@ -27,7 +27,6 @@ received two after some 100 s, nearly all after 300 s), so what is left is what 
 from __future__ import annotations
 
 import argparse
-import logging
 import multiprocessing
 import os
 import resource
@@ -42,6 +41,7 @@ import numpy as np
 from scenarios.loader import load_scenario
 from scenarios.run import run_scenario
 from world.city import CityBlock
+from world.ray_feedback import ensure_ray
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIO = ROOT / "scenarios" / "city_block.yaml"
@@ -128,8 +128,7 @@ def sweep_table(runs: int = 8, users: int = 1000, slots: int = 600, workers: tup
     with tempfile.TemporaryDirectory() as tmp:
         for n in workers:
             started = time.perf_counter()
-            ray.init(address="local", num_cpus=n, include_dashboard=False, log_to_driver=False,
-                     logging_level=logging.ERROR)
+            ensure_ray(num_cpus=n)
             ready = time.perf_counter()
             result = run_sweep(plan, Path(tmp) / f"workers{n}", workers=n)
             ran = time.perf_counter() - ready
@@ -171,8 +170,7 @@ def feedback_table(questions: int = 16, instances: tuple[int, ...] = (1, 2)) -> 
         for n in instances:
             started = time.perf_counter()
             if serve == "ray":
-                ray.init(address="local", num_cpus=n, include_dashboard=False, log_to_driver=False,
-                         logging_level=logging.ERROR)
+                ensure_ray(num_cpus=n)
                 backends, close = build_ray_backends(cfg, n)
             else:
                 backends, close = build_backends(cfg, n)

@@ -30,12 +30,11 @@ from scenarios.loader import SHIPPED, ScenarioError, load_scenario, parse_scenar
 from scenarios.reference import reference_markdown, shipped_scenarios
 from scenarios.report import Report, SheetSampler, ascii_only, summary_lines, summary_table, write_report
 from scenarios.run import (LEARNERS, POLICIES, FeedbackFailed, default_run_dir, read_table, resume_config,
-                           run_scenario)
-from scenarios.sweep import (COMPARED, INSTALL_HINT, parse_policies, parse_seeds, parse_sets, plan_sweep,
-                             ray_available, run_sweep, summarize)
+                           run_scenario, with_options)
+from scenarios.sweep import COMPARED, parse_policies, parse_seeds, parse_sets, plan_sweep, run_sweep, summarize
 from world.city import CityBlock
-from world.config import ScenarioConfig
 from world.llm import LlmSetupError
+from world.ray_feedback import INSTALL_HINT, ray_available
 
 COMPARED_KEYS = tuple(m for m, _ in COMPARED)
 EXIT_FAILED = 1
@@ -134,24 +133,6 @@ def scenario_path(name_or_path: str | Path) -> Path:
     if not path.exists() and NAME.fullmatch(str(name_or_path)) and shipped.is_file():
         return shipped
     return path
-
-
-def with_options(cfg: ScenarioConfig, policy: str | None, checkpoint: Path | None) -> ScenarioConfig:
-    """The scenario with --policy and --checkpoint applied; a checkpoint only goes with a learner."""
-    bs = cfg.base_station
-    if policy is not None and policy != bs.policy:
-        # another policy than the scenario's: the scenario's checkpoint belongs to its own policy
-        bs = bs.model_copy(update={"policy": policy, "checkpoint": None})
-    if checkpoint is not None:
-        if bs.policy not in LEARNERS:
-            raise ScenarioError(
-                f"--checkpoint {checkpoint}: policy '{bs.policy}' is a heuristic and loads no weights; "
-                f"checkpoints belong to the learners ({', '.join(LEARNERS)}): add --policy gddpg or --policy ddpg")
-        if not checkpoint.is_file():
-            raise ScenarioError(f"--checkpoint {checkpoint}: no such file; give a checkpoint written by "
-                                f"`python -m scenarios.train` (its run folder's policy.pt)")
-        bs = bs.model_copy(update={"checkpoint": str(checkpoint.resolve())})
-    return cfg.model_copy(update={"base_station": bs})
 
 
 def _run(path: Path | None, args: argparse.Namespace, prog: str) -> int:

@@ -188,6 +188,16 @@ def latency_parts(r: Mapping[str, str]) -> dict[str, float] | None:
             "phone steps": max(0.0, delivered - sent - tx)}
 
 
+def waits_s(requests: list[dict[str, str]]) -> list[float]:
+    """Each delivered request's wait from asking to holding the image, s."""
+    return [sum(p.values()) for p in map(latency_parts, requests) if p is not None]
+
+
+def rated_qoe(requests: list[dict[str, str]]) -> list[float]:
+    """The QoE of each validly rated request, 0-1."""
+    return [num(r["qoe"]) for r in requests if r["feedback_valid"] == "True" and not math.isnan(num(r["qoe"]))]
+
+
 def plot_latency(requests: list[dict[str, str]], path: Path) -> Path:
     """Mean latency breakdown, all requests and per GPU server, as stacked horizontal bars."""
     fig = new_figure(8, 3.8)
@@ -396,9 +406,9 @@ def summary_rows(slots: list[dict[str, str]], requests: list[dict[str, str]], us
         return [("slots", "0 (the run stopped before its first slot)")]
     last = slots[-1]
     total = lambda col: sum(np.nan_to_num(num(s[col])) for s in slots)  # noqa: E731
-    waits = [sum(p.values()) for p in map(latency_parts, requests) if p is not None]
+    waits = waits_s(requests)
     rated = [r for r in requests if r["feedback_valid"] == "True"]
-    qoe = [num(r["qoe"]) for r in rated if not math.isnan(num(r["qoe"]))]
+    qoe = rated_qoe(requests)
     n = len(slots)
     time_s = num(last["time_s"])
     rows = [("policy", policy)]

@@ -23,7 +23,6 @@ import hashlib
 import io
 import json
 import math
-import os
 import time
 from collections import defaultdict
 from concurrent.futures import Future
@@ -99,6 +98,24 @@ def make_policy(cfg: ScenarioConfig, seed: int,
     if name == "random":
         return RandomPolicy(np.random.default_rng([seed, 1]))
     return FixedPolicy()
+
+
+def with_options(cfg: ScenarioConfig, policy: str | None, checkpoint: Path | None) -> ScenarioConfig:
+    """The scenario with --policy and --checkpoint applied; a checkpoint only goes with a learner."""
+    bs = cfg.base_station
+    if policy is not None and policy != bs.policy:
+        # another policy than the scenario's: the scenario's checkpoint belongs to its own policy
+        bs = bs.model_copy(update={"policy": policy, "checkpoint": None})
+    if checkpoint is not None:
+        if bs.policy not in LEARNERS:
+            raise ScenarioError(
+                f"--checkpoint {checkpoint}: policy '{bs.policy}' is a heuristic and loads no weights; "
+                f"checkpoints belong to the learners ({', '.join(LEARNERS)}): add --policy gddpg or --policy ddpg")
+        if not checkpoint.is_file():
+            raise ScenarioError(f"--checkpoint {checkpoint}: no such file; give a checkpoint written by "
+                                f"`python -m scenarios.train` (its run folder's policy.pt)")
+        bs = bs.model_copy(update={"checkpoint": str(checkpoint.resolve())})
+    return cfg.model_copy(update={"base_station": bs})
 
 
 class FeedbackFailed(RuntimeError):

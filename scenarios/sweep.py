@@ -39,14 +39,13 @@ import numpy as np
 import yaml
 
 from scenarios.loader import ScenarioError, load_scenario, parse_value
-from scenarios.report import (SheetSampler, ci95, latency_parts, new_figure, num, read_rows, save_figure,
+from scenarios.report import (SheetSampler, ci95, new_figure, num, rated_qoe, read_rows, save_figure, waits_s,
                               write_report)
-from scenarios.run import LEARNERS, POLICIES, run_scenario, with_seed_and_slots
+from scenarios.run import POLICIES, run_scenario, with_options, with_seed_and_slots
 from world.config import ScenarioConfig
 from world.files import write_atomic
 from world.ray_feedback import ensure_ray
 
-INSTALL_HINT = "pip install -e '.[ray]'"
 # what each run measured, in results.csv after the columns naming the run
 MEASURES = ("slots", "simulated_s", "requests_issued", "requests_delivered", "requests_rated", "mean_qoe",
             "mean_wait_s", "p95_wait_s", "energy_j_per_slot", "slots_over_budget", "llm_calls", "cache_hits",
@@ -153,14 +152,8 @@ def plan_sweep(path: Path, seeds: Sequence[int], policies: Sequence[str], sets: 
     """
     checkpoints = checkpoints or {}
     for name, ckpt in checkpoints.items():
-        if name not in LEARNERS:
-            raise ScenarioError(f"--checkpoint {name}={ckpt}: '{name}' is not a learner; checkpoints belong to "
-                                f"{', '.join(LEARNERS)}")
         if name not in policies:
             raise ScenarioError(f"--checkpoint {name}={ckpt}: '{name}' is not in --policies")
-        if not ckpt.is_file():
-            raise ScenarioError(f"--checkpoint {name}={ckpt}: no such file; give a policy.pt written by "
-                                f"`python -m scenarios.train`")
     fixed = {k: _value(k, v[0]) for k, v in sets.items() if len(v) == 1}
     axes = [(k, v) for k, v in sets.items() if len(v) > 1]
     runs = []
@@ -175,7 +168,7 @@ def plan_sweep(path: Path, seeds: Sequence[int], policies: Sequence[str], sets: 
             raise ScenarioError(f"with {given}: {exc}" if given else str(exc)) from None
         base = _absolute_paths(base)
         for policy in policies:
-            cfg = _with_policy(base, policy, checkpoints.get(policy))
+            cfg = with_options(base, policy, checkpoints.get(policy))
             for seed in seeds:
                 name = FOLDER_CHARS.sub("_", "-".join([policy, *(f"{k}={v}" for k, v in variant), f"seed{seed}"]))
                 runs.append(PlannedRun(name=name, policy=policy, seed=seed, variant=variant,
@@ -189,15 +182,6 @@ def _value(key: str, text: str) -> Any:
     except yaml.YAMLError:
         raise ScenarioError(f"--set {key}={text}: not a YAML value; quote text, e.g. --set {key}='\"{text}\"'") \
             from None
-
-
-def _with_policy(cfg: ScenarioConfig, policy: str, checkpoint: Path | None) -> ScenarioConfig:
-    bs = cfg.base_station
-    if policy != bs.policy:
-        bs = bs.model_copy(update={"policy": policy, "checkpoint": None})
-    if checkpoint is not None:
-        bs = bs.model_copy(update={"checkpoint": str(checkpoint.resolve())})
-    return cfg.model_copy(update={"base_station": bs})
 
 
 def _absolute_paths(cfg: ScenarioConfig) -> ScenarioConfig:
@@ -232,7 +216,7 @@ def execute(run: PlannedRun, out: str) -> dict[str, Any]:
     wall_s = time.perf_counter() - started
     write_report(folder, sampler.cells(), policy=run.policy, budget_j=run.cfg.base_station.energy_budget_j_per_slot,
                  wall_s=wall_s)
-    row = {**identity(run), "status": "finished", "error": "", **measure(folder, run.cfg), "wall_s": round(wall_s, 2)}
+    row = {**identity(run), "status": "finished", "error": "", **measure(folder), "wall_s": round(wall_s, 2)}
     write_atomic(folder / "result.json", json.dumps(row, indent=1) + "\n")
     return row
 
@@ -242,13 +226,13 @@ def identity(run: PlannedRun) -> dict[str, Any]:
     return {"run": run.name, "policy": run.policy, **dict(run.variant), "seed": run.seed}
 
 
-def measure(folder: Path, cfg: ScenarioConfig) -> dict[str, Any]:
+def measure(folder: Path) -> dict[str, Any]:
     """What a run folder's tables say about the run (every measure but wall_s)."""
     slots = read_rows(folder / "slots.csv")
     requests = read_rows(folder / "requests.csv")
     total = lambda col: float(sum(np.nan_to_num(num(s[col])) for s in slots))  # noqa: E731
-    waits = [sum(p.values()) for p in map(latency_parts, requests) if p is not None]
-    qoe = [num(r["qoe"]) for r in requests if r["feedback_valid"] == "True" and not math.isnan(num(r["qoe"]))]
+    waits = waits_s(requests)
+    qoe = rated_qoe(requests)
     n = len(slots)
     return {
         "slots": n,
@@ -314,15 +298,6 @@ def describe(exc: BaseException) -> str:
 
 # ---------------------------------------------------------------------------------------------
 # The sweep
-
-
-def ray_available() -> bool:
-    """Whether the optional Ray extra is installed."""
-    try:
-        import ray  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def run_sweep(plan: Sequence[PlannedRun], out: Path, *, use_ray: bool = True, workers: int | None = None,

@@ -33,10 +33,10 @@ def llm_server(pytestconfig: pytest.Config) -> Iterator[EmbeddedServer]:
 @pytest.fixture(scope="session")
 def ray_local() -> Iterator[None]:
     """A local Ray of 2 CPUs for the whole session, as a research group's laptop would start it."""
-    import logging
-
     import ray
 
-    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
+    from world.ray_feedback import ensure_ray
+
+    ensure_ray(num_cpus=2)
     yield
     ray.shutdown()

@@ -28,6 +28,15 @@ READY_TIMEOUT_S = 300.0     # an actor waits for a free CPU, then loads its mode
 INSTALL_HINT = "pip install -e '.[ray]'"
 
 
+def ray_available() -> bool:
+    """Whether the optional Ray extra is installed."""
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def import_ray() -> Any:
     """The `ray` module, or LlmSetupError saying how to install it."""
     try:
