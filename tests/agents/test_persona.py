@@ -54,3 +54,88 @@ def test_persona_renders_traits_as_behaviour() -> None:
     assert "0.9" not in text                                 # behaviour, not scores
     assert calm.summary() == "Ben (+O -C +A -N)"
     assert Persona("Mid", BigFive(0.5, 0.5, 0.5, 0.5, 0.5)).behaviour() == []
+
+
+# --- rubric, wait rule and example answers, built from the traits -----------------------------------
+
+from agents.persona import LOOKS, WAITS, Persona  # noqa: E402
+
+MIDDLE = dict.fromkeys(TRAITS, 0.5)
+
+
+def persona(**changes: float) -> Persona:
+    return Persona("P", BigFive(**MIDDLE | changes))
+
+
+@pytest.mark.parametrize("changes", [{}, {"agreeableness": 0.1}, {"agreeableness": 0.9}, {"neuroticism": 0.9},
+                                     {"conscientiousness": 0.9}, {"conscientiousness": 0.1},
+                                     {"conscientiousness": 0.9, "agreeableness": 0.1, "neuroticism": 0.9}])
+def test_rubric_never_falls_as_the_look_improves(changes: dict[str, float]) -> None:
+    ratings = [persona(**changes).rubric()[look] for look in LOOKS]
+    assert ratings == sorted(ratings) and all(1 <= r <= 5 for r in ratings)
+    assert ratings[-1] > ratings[0] + 1
+
+
+def test_agreeableness_moves_the_whole_scale() -> None:
+    critic, lenient, average = persona(agreeableness=0.1).rubric(), persona(agreeableness=0.9).rubric(), persona().rubric()
+    assert all(critic[look] <= average[look] <= lenient[look] for look in LOOKS)
+    assert max(critic.values()) == 4 and min(lenient.values()) == 2
+    assert sum(lenient.values()) - sum(critic.values()) >= len(LOOKS)       # a point apart on average
+
+
+def test_the_anxious_scale_leaves_room_for_waiting_to_cost() -> None:
+    anxious, calm = persona(neuroticism=0.9), persona(neuroticism=0.1)
+    assert min(anxious.rubric().values()) == 2
+    assert anxious.wait_cost() == {"almost instant": 0, "short": 0, "long": 1, "very long": 2}
+    assert set(calm.wait_cost().values()) == {0}
+    assert persona().wait_cost()["very long"] == 1
+    for look in LOOKS:
+        assert anxious.rating(look, "very long") < anxious.rating(look, "almost instant")
+        assert calm.rating(look, "very long") == calm.rating(look, "almost instant")
+    assert "Waiting never lowers your rating" in calm.rubric_text()
+    assert "very long wait 2 points" in anxious.rubric_text()
+
+
+def test_rubric_text_gives_each_look_its_rating() -> None:
+    critic = persona(agreeableness=0.1)
+    text = critic.rubric_text()
+    for look, rating in critic.rubric().items():
+        assert f"{look} {rating}" in text
+
+
+def test_examples_show_each_look_at_contrasting_waits_and_speak_of_both() -> None:
+    for p in (persona(), persona(neuroticism=0.9), persona(neuroticism=0.1), persona(agreeableness=0.1),
+              persona(openness=0.9, extraversion=0.9), persona(extraversion=0.1)):
+        examples = p.examples()
+        looks = {e.look for e in examples}
+        assert len(looks) == 2
+        for look in looks:
+            waits = sorted(WAITS.index(e.wait) for e in examples if e.look == look)
+            assert waits[0] <= WAITS.index("short") and waits[-1] >= WAITS.index("long")     # quick and slow
+        for e in examples:
+            assert e.rating == p.rating(e.look, e.wait, e.match)
+            assert e.feedback.startswith("My ") and e.subject.split()[1] in e.feedback     # first person, names it
+            assert any(w in e.feedback for w in ("wait", "at once", "quickly"))          # speaks of the wait
+            assert e.feedback[-1] in ".!" and len(e.feedback.split()) <= 25
+    anxious = {(e.look, e.wait): e for e in persona(neuroticism=0.9).examples()}
+    calm = {(e.look, e.wait): e for e in persona(neuroticism=0.1).examples()}
+    assert "endless" in anxious[("sharp", "very long")].feedback and "impatient" in anxious[("sharp", "long")].feedback
+    assert "impatient" not in anxious[("sharp", "almost instant")].feedback + anxious[("blurry and grainy", "short")].feedback
+    assert "did not bother me" in calm[("sharp", "very long")].feedback
+    assert anxious[("sharp", "very long")].rating < anxious[("sharp", "almost instant")].rating
+    assert calm[("sharp", "very long")].rating == calm[("sharp", "almost instant")].rating
+    for p in (persona(), persona(neuroticism=0.9), persona(neuroticism=0.1), persona(agreeableness=0.1)):
+        by = {(e.look, e.wait): e.rating for e in p.examples()}
+        for wait in ("long", "very long"):          # at every wait, the better look earns more
+            assert by[("sharp", wait)] > by[("blurry and grainy", wait)]
+
+
+def test_voice_follows_the_traits() -> None:
+    def said(**changes: float) -> str:
+        return " ".join(e.feedback for e in persona(**changes).examples())
+
+    assert "not good enough" in said(agreeableness=0.1).lower() and "love it" in said(agreeableness=0.9)
+    assert "bothers me" in said(conscientiousness=0.9) and "no matter" in said(conscientiousness=0.1)
+    assert "!" in said(extraversion=0.9) and "!" not in said(extraversion=0.1)
+    assert "striking" in said(openness=0.9) and "striking" not in said()
+    assert len(set(said(**{t: 0.9}) for t in TRAITS)) == len(TRAITS)

@@ -63,7 +63,7 @@ class OllamaCompatServer:
             return 404, {"error": f"model '{body.get('model')}' not found"}
         request: dict[str, Any] = {
             "messages": [{"role": m["role"], "content": m.get("content") or ""} for m in body.get("messages", [])],
-            "cache_prompt": False,           # keeps temperature 0 repeatable
+            "cache_prompt": True,            # Ollama reuses the common prefix of the previous request too
         }
         for option, value in (body.get("options") or {}).items():
             if option in OPTION_TO_OPENAI and value is not None:
