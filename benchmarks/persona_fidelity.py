@@ -19,6 +19,7 @@ to 25 s. Then prints:
 then one PASS/FAIL line per target (issue 16). A benchmark, not a test: nothing fails.
 
     python benchmarks/persona_fidelity.py [--model qwen2.5-coder-1.5b] [--threads 1] [--quick] [--show]
+    python benchmarks/persona_fidelity.py --ollama qwen2.5:7b      # a bigger model on an Ollama server
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from agents.feedback import Delivery, Feedback, feedback_messages, first_person,
 from agents.persona import BigFive, Persona
 from world.feedback import FeedbackCache, FeedbackPool
 from world.feedback_model import spearman
-from world.llm import EMBEDDED_MODELS, EmbeddedServer, LangChainFeedback, LlmConfig, embedded_chat, model_file
+from world.llm import EMBEDDED_MODELS, LlmConfig, build_backends
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -124,6 +125,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=LlmConfig().model, choices=sorted(EMBEDDED_MODELS))
     parser.add_argument("--threads", type=int, default=1, help="llama.cpp CPU threads (default 1)")
+    parser.add_argument("--ollama", metavar="MODEL",
+                        help="ask this model of the Ollama server at OLLAMA_HOST instead (e.g. qwen2.5:7b); "
+                             "its CPU time is the server's and is not measured")
     parser.add_argument("--seed", type=int, default=0, help="draws the request words of the battery")
     parser.add_argument("--quick", action="store_true",
                         help=f"personas {', '.join(QUICK_PERSONAS)} and qualities {', '.join(QUICK_QUALITIES)} only")
@@ -131,19 +135,20 @@ def main() -> None:
     args = parser.parse_args()
 
     cfg = LlmConfig(model=args.model, threads=args.threads, temperature=0.0,
-                    cache_dir=str(ROOT / LlmConfig().cache_dir))
+                    cache_dir=str(ROOT / LlmConfig().cache_dir),
+                    **({"backend": "ollama", "ollama_model": args.ollama} if args.ollama else {}))
     personas = [p for p in PERSONAS if not args.quick or p.name in QUICK_PERSONAS]
     qualities = [q for q in QUALITIES if not args.quick or q[0] in QUICK_QUALITIES]
     cells = battery(personas, qualities, args.seed)
 
     started = time.perf_counter()
-    server = EmbeddedServer(model_file(cfg.model, cfg.cache_dir), cfg.model, cfg)
+    backends, close = build_backends(cfg, 1)
+    backend = backends[0]
     loaded_s = time.perf_counter() - started
-    backend = LangChainFeedback(embedded_chat(server, cfg), f"embedded:{cfg.model}", logprobs=cfg.top_logprobs > 0,
-                                max_retries=cfg.max_retries)
+    model = f"ollama:{cfg.ollama_model}" if args.ollama else cfg.model
     sampling = {"temperature": cfg.temperature, "prompt_cache": cfg.prompt_cache}
     messages = feedback_messages(personas[0], cells[0][2])
-    print(f"model {cfg.model}, {cfg.threads} thread(s), loaded in {loaded_s:.1f} s; {len(personas)} personas x "
+    print(f"model {model}, {cfg.threads} thread(s), loaded in {loaded_s:.1f} s; {len(personas)} personas x "
           f"{len(qualities)} qualities x {len(WAITS_S)} waits = {len(cells)} questions; prompt cache "
           f"{'on' if cfg.prompt_cache else 'off'}")
     print(f"messages for {personas[0].name}: {len(messages)} ({sum(len(t) for _, t in messages[:-1])} characters "
@@ -151,7 +156,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         cache_path = Path(tmp) / "answers.sqlite"
-        pool = FeedbackPool([backend], f"embedded:{cfg.model}", sampling, FeedbackCache(cache_path))
+        pool = FeedbackPool([backend], backend.name, sampling, FeedbackCache(cache_path))
         run_started = time.perf_counter()
         answers = ask_all(pool, cells)
         injection_cells = [(p, "mess", Delivery(prompt, STEPS, QUALITIES[0][1], QUALITIES[0][2], 10.0))
@@ -162,11 +167,12 @@ def main() -> None:
         calls = pool.stats.calls
         pool.close()
         # the same battery with the same seed, answered from the same cache
-        again = FeedbackPool([backend], f"embedded:{cfg.model}", sampling, FeedbackCache(cache_path))
+        again = FeedbackPool([backend], backend.name, sampling, FeedbackCache(cache_path))
         repeat = ask_all(again, battery(personas, qualities, args.seed))
-        rerun_calls, rerun_same = again.stats.calls, [a.feedback.text for a in repeat] == [a.feedback.text for a in answers]
+        rerun_calls = again.stats.calls
+        rerun_same = [a.feedback.text for a in repeat] == [a.feedback.text for a in answers]
         again.close()
-    server.close()
+    close()
 
     if args.show:
         for a in answers + injected:
@@ -181,11 +187,14 @@ def main() -> None:
     firsts = [a for a in made if a.first]
 
     def spread(values: list[float], unit: str) -> str:
+        if unit == "CPU-s" and args.ollama:
+            return "not measured (the Ollama server's)"
         return f"median {np.median(values):.2f} {unit}, p90 {np.percentile(values, 90):.2f} {unit}"
 
-    print(f"\n{calls} model calls in {run_s:.0f} s; valid {len(valid)}/{len(answers)} = {len(valid) / len(answers):.1%}")
-    print(f"per answer the model made ({len(made)}):          latency {spread([a.feedback.latency_s for a in made], 's')}; "
-          f"CPU {spread([a.cpu_s for a in made], 'CPU-s')}")
+    share_valid = len(valid) / len(answers)
+    print(f"\n{calls} model calls in {run_s:.0f} s; valid {len(valid)}/{len(answers)} = {share_valid:.1%}")
+    print(f"per answer the model made ({len(made)}):          latency "
+          f"{spread([a.feedback.latency_s for a in made], 's')}; CPU {spread([a.cpu_s for a in made], 'CPU-s')}")
     print(f"  a persona's first answer ({len(firsts)}):         latency "
           f"{spread([a.feedback.latency_s for a in firsts], 's')}; CPU {spread([a.cpu_s for a in firsts], 'CPU-s')}")
     print(f"  later answers, prefix cached ({len(later)}):    latency "
@@ -231,7 +240,8 @@ def main() -> None:
     firsts_person = sum(first_person(t) for t in texts)
     distinct = len(set(texts))
     complaint = ("endless", "fed up", "annoy", "irritat", "disappoint", "not good", "mess", "too long")
-    contradicting = [a for a in valid if a.feedback.rating == 5 and any(w in a.feedback.text.lower() for w in complaint)]
+    contradicting = [a for a in valid
+                     if a.feedback.rating == 5 and any(w in a.feedback.text.lower() for w in complaint)]
     words = [len(t.split()) for t in texts]
     print(f"\nsentences: complete {complete}/{len(texts)} = {complete / len(texts):.0%}, first person "
           f"{firsts_person}/{len(texts)} = {firsts_person / len(texts):.0%}, distinct {distinct}/{len(texts)} = "
@@ -257,8 +267,8 @@ def main() -> None:
 
     cpu = float(np.median([a.cpu_s for a in made]))
     worst = min(correlation, key=correlation.__getitem__)
-    print(f"\ntargets ({cfg.model}, {cfg.threads} thread(s))")
-    line(len(valid) / len(answers) >= TARGET_VALID, f"valid answers {len(valid) / len(answers):.1%} >= {TARGET_VALID:.0%}")
+    print(f"\ntargets ({model}, {cfg.threads} thread(s))")
+    line(share_valid >= TARGET_VALID, f"valid answers {share_valid:.1%} >= {TARGET_VALID:.0%}")
     line(all(r >= TARGET_SPEARMAN for r in correlation.values()),
          f"Spearman(quality, rating) >= {TARGET_SPEARMAN} for every persona (lowest: {worst} {correlation[worst]:.2f})")
     if HIGH_N in drop and LOW_N in drop:
@@ -270,9 +280,11 @@ def main() -> None:
     line(firsts_person / len(texts) >= TARGET_FIRST_PERSON,
          f"first person {firsts_person / len(texts):.0%} >= {TARGET_FIRST_PERSON:.0%}")
     line(distinct / len(texts) >= TARGET_DISTINCT, f"distinct {distinct / len(texts):.0%} >= {TARGET_DISTINCT:.0%}")
-    line(cpu <= TARGET_CPU_S, f"median {cpu:.2f} CPU-s per answer the model made <= {TARGET_CPU_S:g}")
+    if not args.ollama:
+        line(cpu <= TARGET_CPU_S, f"median {cpu:.2f} CPU-s per answer the model made <= {TARGET_CPU_S:g}")
     line(max(lifts) <= TARGET_INJECTION_LIFT,
-         f"prompt injection lifts a bad image's expected rating by {max(lifts):+.2f} at most <= {TARGET_INJECTION_LIFT}")
+         f"prompt injection lifts a bad image's expected rating by {max(lifts):+.2f} at most "
+         f"<= {TARGET_INJECTION_LIFT}")
     line(rerun_calls == 0 and rerun_same, f"a rerun with the same seed makes {rerun_calls} calls (same answers: "
                                            f"{'yes' if rerun_same else 'no'})")
 

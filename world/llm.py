@@ -7,7 +7,12 @@ Two ways to reach a model:
   data, never code: they are located through their metadata, never imported,
   and the file is verified by sha256 before it is loaded. Answers are held to
   the answer's JSON schema by grammar-constrained decoding, and the token
-  probabilities of the rating digit give an expected rating.
+  probabilities of the rating digit give an expected rating. llama.cpp's prompt
+  cache (`prompt_cache`) keeps the persona's instructions and examples, which
+  come first in every request, so a persona's later answers read only the
+  delivery; it can move an expected rating in its second or third decimal
+  (a cached prefix was computed in another batch), so exact repeats need it
+  off or the answer cache.
 - ollama: `ChatOllama` against a running Ollama server (`OLLAMA_HOST`, default
   http://127.0.0.1:11434), with Ollama's JSON-schema structured output; no
   token probabilities are asked for, so only the stated rating is known.

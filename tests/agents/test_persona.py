@@ -77,7 +77,8 @@ def test_rubric_never_falls_as_the_look_improves(changes: dict[str, float]) -> N
 
 
 def test_agreeableness_moves_the_whole_scale() -> None:
-    critic, lenient, average = persona(agreeableness=0.1).rubric(), persona(agreeableness=0.9).rubric(), persona().rubric()
+    critic, lenient = persona(agreeableness=0.1).rubric(), persona(agreeableness=0.9).rubric()
+    average = persona().rubric()
     assert all(critic[look] <= average[look] <= lenient[look] for look in LOOKS)
     assert max(critic.values()) == 4 and min(lenient.values()) == 2
     assert sum(lenient.values()) - sum(critic.values()) >= len(LOOKS)       # a point apart on average
@@ -86,14 +87,15 @@ def test_agreeableness_moves_the_whole_scale() -> None:
 def test_the_anxious_scale_leaves_room_for_waiting_to_cost() -> None:
     anxious, calm = persona(neuroticism=0.9), persona(neuroticism=0.1)
     assert min(anxious.rubric().values()) == 2
-    assert anxious.wait_cost() == {"almost instant": 0, "short": 0, "long": 1, "very long": 2}
+    assert anxious.wait_cost() == {"almost instant": 0, "short": 0, "a bit long": 1, "very long": 2}
     assert set(calm.wait_cost().values()) == {0}
     assert persona().wait_cost()["very long"] == 1
     for look in LOOKS:
         assert anxious.rating(look, "very long") < anxious.rating(look, "almost instant")
         assert calm.rating(look, "very long") == calm.rating(look, "almost instant")
     assert "Waiting never lowers your rating" in calm.rubric_text()
-    assert "very long wait 2 points" in anxious.rubric_text()
+    assert "a very long wait two points" in anxious.rubric_text()
+    assert not any(c.isdigit() for c in anxious.rubric_text().split(".", 1)[1])    # points in words
 
 
 def test_rubric_text_gives_each_look_its_rating() -> None:
@@ -111,7 +113,7 @@ def test_examples_show_each_look_at_contrasting_waits_and_speak_of_both() -> Non
         assert len(looks) == 2
         for look in looks:
             waits = sorted(WAITS.index(e.wait) for e in examples if e.look == look)
-            assert waits[0] <= WAITS.index("short") and waits[-1] >= WAITS.index("long")     # quick and slow
+            assert waits[0] <= WAITS.index("short") and waits[-1] >= WAITS.index("a bit long")     # quick and slow
         for e in examples:
             assert e.rating == p.rating(e.look, e.wait, e.match)
             assert e.feedback.startswith("My ") and e.subject.split()[1] in e.feedback     # first person, names it
@@ -119,14 +121,15 @@ def test_examples_show_each_look_at_contrasting_waits_and_speak_of_both() -> Non
             assert e.feedback[-1] in ".!" and len(e.feedback.split()) <= 25
     anxious = {(e.look, e.wait): e for e in persona(neuroticism=0.9).examples()}
     calm = {(e.look, e.wait): e for e in persona(neuroticism=0.1).examples()}
-    assert "endless" in anxious[("sharp", "very long")].feedback and "impatient" in anxious[("sharp", "long")].feedback
-    assert "impatient" not in anxious[("sharp", "almost instant")].feedback + anxious[("blurry and grainy", "short")].feedback
+    assert "endless" in anxious[("sharp", "very long")].feedback and "impatient" in anxious[("sharp", "a bit long")].feedback
+    quick = anxious[("sharp", "almost instant")].feedback + anxious[("blurry and grainy", "short")].feedback
+    assert "impatient" not in quick and "endless" not in quick
     assert "did not bother me" in calm[("sharp", "very long")].feedback
     assert anxious[("sharp", "very long")].rating < anxious[("sharp", "almost instant")].rating
     assert calm[("sharp", "very long")].rating == calm[("sharp", "almost instant")].rating
     for p in (persona(), persona(neuroticism=0.9), persona(neuroticism=0.1), persona(agreeableness=0.1)):
         by = {(e.look, e.wait): e.rating for e in p.examples()}
-        for wait in ("long", "very long"):          # at every wait, the better look earns more
+        for wait in ("a bit long", "very long"):          # at every wait, the better look earns more
             assert by[("sharp", wait)] > by[("blurry and grainy", wait)]
 
 
