@@ -43,10 +43,11 @@ checkpoint: setup
 shipped-sums:
 	cd scenarios && sha256sum checkpoints/*.pt feedback_fits/*.json > SHA256SUMS
 
-# Retrain the shipped text-to-image model and judge (about 50 min on 2 cores), then re-measure its quality tables.
+# Retrain the shipped text-to-image model (autoencoder, judge, denoiser; about an hour on 2 cores), then
+# re-measure its quality tables per scheduler and redraw the image sheets the README shows.
 weights: setup
 	$(PY) -m world.imagegen.train
-	$(PY) -m world.imagegen.evaluate --write
+	$(PY) -m world.imagegen.evaluate --write --sheets docs
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

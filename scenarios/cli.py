@@ -33,6 +33,7 @@ from scenarios.run import (LEARNERS, POLICIES, FeedbackFailed, default_run_dir, 
                            run_scenario, with_options)
 from scenarios.sweep import COMPARED, parse_policies, parse_seeds, parse_sets, plan_sweep, run_sweep, summarize
 from world.city import CityBlock
+from world.imagegen.model import WeightsError
 from world.llm import LlmSetupError
 from world.ray_feedback import INSTALL_HINT, ray_available
 
@@ -211,7 +212,7 @@ def guarded(fn: Callable[..., int], *args: object, debug: bool = False) -> int:
     interrupt_on_sigterm()
     try:
         return fn(*args)
-    except (ScenarioError, LlmSetupError, NonFiniteError) as exc:
+    except (ScenarioError, LlmSetupError, NonFiniteError, WeightsError) as exc:
         if debug:
             traceback.print_exc()
         print(f"error: {exc}", file=sys.stderr)

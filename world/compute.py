@@ -22,6 +22,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from agents.gpu_server import BatchTiming
+from world.imagegen.schedulers import Scheduler
 
 
 class GpuProfile(BaseModel):
@@ -126,13 +127,16 @@ class ImageGenConfig(BaseModel):
         "shipped", min_length=1, max_length=4096,
         description="'shipped' for the project's model, or a folder: a diffusers pipeline (unet/, vae/, "
                     "text_encoder/, ...) or weights with a manifest.")
+    scheduler: Scheduler = Field(
+        "ddim", description="Sampler, each with its own measured quality table: ddim (deterministic, the "
+                            "default); dpm++ (DPM-Solver++ 2M); euler_a (Euler ancestral); ddpm (ancestral).")
     device: str = Field("cpu", min_length=1, max_length=32,
                         description="Torch device of the image model (cpu, cuda or cuda:N).")
     dtype: Literal["float32", "float16", "bfloat16"] = Field("float32", description="Weights' number format.")
     threads: int = Field(1, ge=1, le=64, description="Torch CPU threads for the image model, count.")
     share: bool = Field(True, description="Share denoising prefixes between similar prompts.")
     similarity_threshold: float = Field(
-        0.85, ge=-1, le=1, description="Least MiniLM cosine similarity to a cluster's first prompt to join it.")
+        0.75, ge=-1, le=1, description="Least MiniLM cosine similarity to a cluster's first prompt to join it.")
     shared_fraction: float = Field(
         0.1, ge=0, le=1, description="Share k/T of a cluster's steps T (capped by its members' server steps).")
 

@@ -125,7 +125,7 @@ def test_same_seed_same_episode() -> None:
         env.reset(seed=11)
         rng = np.random.default_rng(0)
         rewards.append([env.step(rng.uniform(size=env.action_space.shape).astype(np.float32))[1] for _ in range(30)])
-    assert rewards[0] == rewards[1] and sum(rewards[0]) > 0
+    assert rewards[0] == rewards[1] and sum(r != 0 for r in rewards[0]) >= 3     # rated slots, the same twice
 
 
 def test_step_refuses_non_finite_actions_and_runs_only_after_reset() -> None:

@@ -22,8 +22,8 @@ def scenario(**feedback: object) -> ScenarioConfig:
     return shipped({"feedback": feedback or {"mode": "silent"}})
 
 
-def cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", *args], cwd=cwd, capture_output=True, text=True, timeout=120)
+def cli(*args: str, cwd: Path = ROOT, timeout_s: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout_s)
 
 
 def rows(path: Path) -> list[dict[str, str]]:
@@ -36,7 +36,9 @@ def test_smoke_city_block_seed_42(tmp_path: Path) -> None:
     """The real entry point with the real embedded LLM: users rate what they receive."""
     out = tmp_path / "run"
     # the fixed base station: the trained one hands steps to the phones, whose images take ~40 s
-    done = cli("scenarios.city_block", "--steps", "40", "--seed", "42", "--policy", "fixed", "--out", str(out))
+    # a bound on a hang, not a speed test: each persona's first answer reads its whole rubric and examples
+    done = cli("scenarios.city_block", "--steps", "40", "--seed", "42", "--policy", "fixed", "--out", str(out),
+               timeout_s=1200)
     assert done.returncode == 0, done.stderr
     assert f"run folder: {out}" in done.stdout
     slots = rows(out / "slots.csv")
@@ -188,3 +190,11 @@ def test_failed_feedback_is_counted_or_stops_the_run_with_fail_fast(tmp_path: Pa
         run_scenario(cfg, steps=60, out=tmp_path / "b", fail_fast=True, log=quiet)
     stopped = rows(tmp_path / "b" / "slots.csv")
     assert 0 < len(stopped) < 60 and float(stopped[-1]["feedback_failed"]) > 0
+
+
+def test_a_missing_image_model_folder_exits_2_naming_it(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(CITY_BLOCK.read_text().replace("model: shipped", f"model: {tmp_path / 'nowhere'}", 1))
+    done = cli("scenarios", "run", str(bad), "--steps", "2", "--out", str(tmp_path / "r"))
+    assert done.returncode == 2, done.stderr
+    assert "nowhere does not exist" in done.stderr and "Traceback" not in done.stderr

@@ -68,8 +68,8 @@ def test_zero_servers_and_missing_sections() -> None:
 
 
 def test_control_characters_and_huge_prompts_are_refused() -> None:
-    assert "control characters" in error_of(bad("- a red circle on a blue background", '- "a red\\u0007 circle"'))
-    assert "characters; at most" in error_of(bad("- a red circle on a blue background", "- " + "x" * 400))
+    assert "control characters" in error_of(bad("- a red striped circle on a dotted blue background", '- "a red\\u0007 circle"'))
+    assert "characters; at most" in error_of(bad("- a red striped circle on a dotted blue background", "- " + "x" * 400))
 
 
 def test_not_a_mapping_and_missing_file(tmp_path: Path) -> None:
@@ -141,7 +141,7 @@ def test_nan_and_infinity_are_refused(old: str, new: str, field: str, given: str
     ("speed_mps: [0.8, 1.6]", "speed_mps: [0.8, 1.0e9]", "users.speed_mps", "high <= 100"),
     ("request_rate_per_s: 0.02", "request_rate_per_s: 1.0e6", "users.request_rate_per_s", "less than or equal"),
     ("trend_period_s: 60.0", "trend_period_s: 1.0e-9", "prompts.trend_period_s", "greater than or equal to 1"),
-    ("- name: red circle on blue", "- name: " + "t" * 100, "prompts.topics.0.name", "at most 60 characters"),
+    ("- name: red striped circle on dotted blue", "- name: " + "t" * 100, "prompts.topics.0.name", "at most 60 characters"),
 ])
 def test_huge_numbers_and_texts_are_refused(old: str, new: str, field: str, rule: str) -> None:
     message = one_line(error_of(bad(old, new)))
@@ -218,3 +218,20 @@ def test_many_errors_are_summed_up() -> None:
         text = re.sub(rf"^(\s*{field}): ", r"\1: x  # ", text, count=1, flags=re.MULTILINE)
     lines = error_of(text).splitlines()
     assert len(lines) == 11 and lines[-1] == "  ... and 2 more errors"
+
+
+def test_an_unknown_scheduler_names_the_field_and_the_samplers() -> None:
+    message = error_of(bad("scheduler: ddim", "scheduler: plms"))
+    assert message.startswith("s.yaml: imagegen.scheduler: got 'plms'")
+    for name in ("ddim", "dpm++", "euler_a", "ddpm"):
+        assert name in message
+
+
+@pytest.mark.parametrize("path", sorted(SHIPPED.parent.glob("*.yaml")), ids=lambda p: p.stem)
+def test_shipped_prompt_catalogs_ask_only_for_what_the_world_draws(path: Path) -> None:
+    from world.imagegen.shapes import parse
+
+    cfg = load_scenario(path)
+    for topic in cfg.prompts.topics:
+        for prompt in topic.prompts:
+            assert parse(prompt) is not None, f"{path.name}: {prompt!r}"

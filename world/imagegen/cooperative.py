@@ -26,6 +26,7 @@ cluster c, against n T for independent runs.
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -179,6 +180,24 @@ class Outcome:
     wall_s: float = 0.0
 
 
+@dataclass
+class Trajectory:
+    """One denoising trajectory: its latents, its own scheduler (which may keep history) and noise source."""
+
+    x: torch.Tensor
+    scheduler: object
+    generator: torch.Generator
+
+    def branch(self, seed: int) -> Trajectory:
+        """A copy that continues from here with its own scheduler state and its own noise (stochastic samplers)."""
+        return Trajectory(self.x.clone(), copy.deepcopy(self.scheduler), step_generator(seed))
+
+
+def step_generator(seed: int) -> torch.Generator:
+    """The generator of a trajectory's per-step noise (stochastic samplers), apart from its initial noise."""
+    return torch.Generator().manual_seed(int(np.random.SeedSequence([int(seed), 1]).generate_state(1)[0]))
+
+
 class CooperativeDenoiser:
     """Runs groups of jobs with shared prefixes and batched branches on an image model.
 
@@ -208,41 +227,43 @@ class CooperativeDenoiser:
         counts = {"server": 0, "phone": 0}
         for steps in sorted({j.steps for j in jobs}):
             in_t = [g for g in groups if jobs[g.members[0]].steps == steps]
+            template = model.scheduler()
+            template.set_timesteps(steps)
+
+            def start(seed: int) -> Trajectory:
+                scheduler = copy.deepcopy(template)
+                return Trajectory(model.noise(seed) * scheduler.init_noise_sigma, scheduler, step_generator(seed))
+
             # Trajectories: a prefix per sharing group, then one per member once it branches.
-            prefix = {id(g): model.noise(jobs[g.members[0]].seed) for g in in_t if g.shared > 0}
-            own = {j: model.noise(jobs[j].seed) for g in in_t if g.shared == 0 for j in g.members}
+            prefix = {id(g): start(jobs[g.members[0]].seed) for g in in_t if g.shared > 0}
+            own = {j: start(jobs[j].seed) for g in in_t if g.shared == 0 for j in g.members}
             centroid = {id(g): model.prefix_condition(conditions[[jobs[j].condition for j in g.members]])
                         for g in in_t}
-            scheduler = model.scheduler()
-            scheduler.set_timesteps(steps)
-            for i, t in enumerate(scheduler.timesteps):
-                for g in in_t:                      # branch point: every member starts from the shared latents
+            for i, t in enumerate(template.timesteps):
+                for g in in_t:                      # branch point: every member continues from the shared state
                     if g.shared > 0 and i == g.shared:
                         shared = prefix.pop(id(g))
-                        own.update({j: shared.clone() for j in g.members})
+                        own.update({j: shared.branch(jobs[j].seed) for j in g.members})
                 keys = [("prefix", g) for g in in_t if id(g) in prefix] + [("own", j) for j in sorted(own)]
-                x = torch.cat([prefix[id(k)] if kind == "prefix" else own[k] for kind, k in keys])
+                trajectories = [prefix[id(k)] if kind == "prefix" else own[k] for kind, k in keys]
+                x = torch.cat([tr.scheduler.scale_model_input(tr.x, t) for tr in trajectories])
                 cond = torch.stack([centroid[id(k)] if kind == "prefix" else conditions[jobs[k].condition]
                                     for kind, k in keys])
                 for kind, k in keys:
                     on_server = kind == "prefix" or i < jobs[k].server_steps
                     counts["server" if on_server else "phone"] += 1
                     if kind == "own" and i == jobs[k].server_steps and jobs[k].server_steps < steps:
-                        handoff[k] = own[k].clone()
+                        handoff[k] = own[k].x.clone()
                 model_output = model.predict(x, t, cond)
-                x = scheduler.step(model_output, t, x).prev_sample
-                for row, (kind, k) in enumerate(keys):
-                    if kind == "prefix":
-                        prefix[id(k)] = x[row:row + 1]
-                    else:
-                        own[k] = x[row:row + 1]
+                for row, tr in enumerate(trajectories):
+                    tr.x = tr.scheduler.step(model_output[row:row + 1], t, tr.x, generator=tr.generator).prev_sample
             # a group that shares all T steps never branches: its members get the shared image
             for g in in_t:
                 if id(g) in prefix:
                     shared = prefix.pop(id(g))
-                    own.update({j: shared.clone() for j in g.members})
-            for j, x in own.items():
-                latents[j] = x
+                    own.update({j: shared.branch(jobs[j].seed) for j in g.members})
+            for j, tr in own.items():
+                latents[j] = tr.x
         final = torch.cat(latents)
         return Outcome(images=model.decode(final), latents=final, calls=plan(jobs, groups), handoff_latents=handoff,
                        evaluations=counts,

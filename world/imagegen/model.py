@@ -1,7 +1,13 @@
 """The shipped text-to-image model and its judge: architecture, weight files, loading.
 
-Denoiser: a `diffusers.UNet2DConditionModel` in pixel space (32x32 RGB, no
-VAE), v-prediction, conditioned on MiniLM twice over: cross-attention reads
+The model has Stable Diffusion's shape, scaled down for a CPU:
+- Autoencoder: a `diffusers.AutoencoderKL` trained here that maps a 48x48 RGB
+  image to a 12x12 latent of `latent_channels` channels (8x fewer values) and
+  back. Latents are what the server hands to a phone over the radio; the phone
+  runs the last steps on them and decodes.
+- Denoiser: a `diffusers.UNet2DConditionModel` on those latents (scaled by
+  `latent_scale` to unit spread, as SD's `scaling_factor`), v-prediction,
+  conditioned on MiniLM twice over: cross-attention reads
 the prompt's standardised token embeddings (as Stable Diffusion reads CLIP's),
 and the standardised pooled sentence embedding goes through the
 class-embedding projection that is added to the time embedding. (With
@@ -12,8 +18,9 @@ blue", whose pooled embeddings have cosine 0.99.)
 A conditioning row for one prompt is a (1 + L, 384) tensor: the pooled vector,
 then L token vectors, zero rows marking padding.
 
-Judge: a small CNN that reads shape, foreground colour and background colour
-off an image; it measures the fidelity of what the denoiser drew.
+Judge: a small CNN that reads shape, colours, textures, size and place off an
+image; it measures the fidelity of what the denoiser drew, and its pooled
+features are the embedding the distribution distance (KID) is computed on.
 
 Weight files are safetensors; a folder of them carries `manifest.json` with
 each file's sha256, which is checked before anything is loaded.
@@ -29,11 +36,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from world.imagegen.shapes import COLOUR_NAMES, SHAPES, SIZE
+from world.imagegen.shapes import COLOUR_NAMES, PLACES, SHAPES, SIZE, SIZES, TEXTURES
 from world.imagegen.text import EMBED_DIM
 
 SHIPPED_DIR = Path(__file__).parent / "weights"
 DENOISER_FILE = "denoiser.safetensors"
+AUTOENCODER_FILE = "autoencoder.safetensors"
 JUDGE_FILE = "judge.safetensors"
 MANIFEST_FILE = "manifest.json"
 
@@ -44,15 +52,23 @@ class WeightsError(RuntimeError):
 
 @dataclass(frozen=True)
 class DenoiserSpec:
-    """Architecture of the shipped denoiser (stored in the manifest)."""
+    """Architecture of the shipped autoencoder and denoiser (stored in the manifest)."""
 
-    block_out_channels: tuple[int, ...] = (48, 96, 128)
+    block_out_channels: tuple[int, ...] = (64, 128, 128)
     layers_per_block: int = 1
-    attention_levels: tuple[int, ...] = (2,)     # which resolutions get cross-attention blocks
+    attention_levels: tuple[int, ...] = (1, 2)   # which resolutions get cross-attention blocks
     train_timesteps: int = 1000
     beta_schedule: str = "squaredcos_cap_v2"
     prediction_type: str = "v_prediction"
     conditioning: str = "tokens"                 # "tokens": token sequence + pooled vector; "pooled": pooled only
+    ae_block_out_channels: tuple[int, ...] = (16, 32, 64)   # one level per factor 2 after the first: 48 -> 12
+    latent_channels: int = 8
+    latent_scale: float = 1.0                    # multiplies the autoencoder's latents to unit spread (measured)
+
+    @property
+    def latent_size(self) -> int:
+        """Side of a latent, in latent pixels."""
+        return SIZE // 2 ** (len(self.ae_block_out_channels) - 1)
 
 
 def build_unet(spec: DenoiserSpec):
@@ -63,11 +79,24 @@ def build_unet(spec: DenoiserSpec):
     down = [("CrossAttnDownBlock2D" if i in spec.attention_levels else "DownBlock2D") for i in range(levels)]
     up = [("CrossAttnUpBlock2D" if levels - 1 - i in spec.attention_levels else "UpBlock2D") for i in range(levels)]
     return UNet2DConditionModel(
-        sample_size=SIZE, in_channels=3, out_channels=3,
+        sample_size=spec.latent_size, in_channels=spec.latent_channels, out_channels=spec.latent_channels,
         block_out_channels=tuple(spec.block_out_channels), layers_per_block=spec.layers_per_block,
         down_block_types=tuple(down), up_block_types=tuple(up), mid_block_type="UNetMidBlock2DCrossAttn",
         cross_attention_dim=EMBED_DIM, attention_head_dim=8, norm_num_groups=8,
         class_embed_type="projection", projection_class_embeddings_input_dim=EMBED_DIM,
+    )
+
+
+def build_autoencoder(spec: DenoiserSpec):
+    """A fresh AutoencoderKL of the given architecture (no attention: the images are small)."""
+    from diffusers import AutoencoderKL
+
+    levels = len(spec.ae_block_out_channels)
+    return AutoencoderKL(
+        in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * levels,
+        up_block_types=("UpDecoderBlock2D",) * levels, block_out_channels=tuple(spec.ae_block_out_channels),
+        layers_per_block=1, latent_channels=spec.latent_channels, norm_num_groups=16, sample_size=SIZE,
+        mid_block_add_attention=False,
     )
 
 
@@ -79,17 +108,17 @@ def train_scheduler(spec: DenoiserSpec):
                          prediction_type=spec.prediction_type, clip_sample=False)
 
 
-def sampling_scheduler(spec: DenoiserSpec):
-    """DDIM over the training schedule, with trailing timestep spacing (better at few steps)."""
-    from diffusers import DDIMScheduler
-
-    return DDIMScheduler(num_train_timesteps=spec.train_timesteps, beta_schedule=spec.beta_schedule,
-                         prediction_type=spec.prediction_type, clip_sample=True, set_alpha_to_one=True,
-                         timestep_spacing="trailing")
+# what the judge reads off an image, with its classes
+JUDGED: dict[str, tuple[str, ...]] = {
+    "shape": SHAPES, "fg": COLOUR_NAMES, "bg": COLOUR_NAMES, "fg_texture": TEXTURES, "bg_texture": TEXTURES,
+    "size": tuple(SIZES), "place": tuple(PLACES),
+}
 
 
 class Judge(nn.Module):
-    """CNN classifier: logits for shape, foreground colour and background colour."""
+    """CNN classifier: logits for every attribute of JUDGED, from pooled features (also the KID embedding)."""
+
+    FEATURES = 192
 
     def __init__(self) -> None:
         super().__init__()
@@ -99,15 +128,17 @@ class Judge(nn.Module):
                                  nn.Conv2d(cout, cout, 3, padding=1), nn.GroupNorm(8, cout), nn.SiLU(),
                                  nn.MaxPool2d(2))
 
-        self.features = nn.Sequential(block(3, 32), block(32, 64), block(64, 64), nn.AdaptiveAvgPool2d(1),
-                                      nn.Flatten())
-        self.shape = nn.Linear(64, len(SHAPES))
-        self.fg = nn.Linear(64, len(COLOUR_NAMES))
-        self.bg = nn.Linear(64, len(COLOUR_NAMES))
+        self.trunk = nn.Sequential(block(3, 32), block(32, 64), block(64, 96))     # 48 -> 6
+        self.heads = nn.ModuleDict({name: nn.Linear(self.FEATURES, len(classes)) for name, classes in JUDGED.items()})
 
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """(n, 192): average- and max-pooled trunk features."""
+        h = self.trunk(images)
+        return torch.cat([h.mean(dim=(2, 3)), h.amax(dim=(2, 3))], dim=1)
+
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         h = self.features(images)
-        return self.shape(h), self.fg(h), self.bg(h)
+        return {name: head(h) for name, head in self.heads.items()}
 
 
 def sha256(path: Path) -> str:

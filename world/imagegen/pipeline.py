@@ -1,8 +1,9 @@
 """Image models the cooperative denoiser can drive: the shipped one, or any diffusers folder on disk.
 
 Both give the denoiser the same handful of operations: initial noise from a
-seed, a fresh DDIM scheduler, one UNet prediction for a batch, decoding to
-pixels, and conditioning rows for prompts. Prompt semantics for clustering
+seed, a fresh scheduler of the scenario's kind (`imagegen.scheduler`), one UNet
+prediction for a batch, decoding latents to pixels, and conditioning rows for
+prompts. Prompt semantics for clustering
 always come from MiniLM (`PromptEncoder`), whatever the image model.
 """
 
@@ -14,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from world.imagegen.model import (DENOISER_FILE, JUDGE_FILE, SHIPPED_DIR, Judge, Manifest, WeightsError,
-                                  build_unet, load_tensors, sampling_scheduler, verified)
-from world.imagegen.shapes import SIZE
+from world.imagegen.model import (AUTOENCODER_FILE, DENOISER_FILE, JUDGE_FILE, SHIPPED_DIR, Judge, Manifest,
+                                  WeightsError, build_autoencoder, build_unet, load_tensors, verified)
+from world.imagegen.schedulers import SCHEDULERS, make_scheduler
 from world.imagegen.text import PromptEncoder
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -35,8 +36,13 @@ def torch_device(name: str) -> torch.device:
     return device
 
 
+def check_scheduler(name: str) -> None:
+    if name not in SCHEDULERS:
+        raise WeightsError(f"imagegen.scheduler: unknown scheduler {name!r}; use one of {', '.join(SCHEDULERS)}")
+
+
 class ShippedModel:
-    """The project's 32x32 pixel-space model (see `world.imagegen.model`).
+    """The project's latent text-to-image model: autoencoder and UNet (see `world.imagegen.model`).
 
     Args:
         folder: weights folder with its manifest (default: the shipped one).
@@ -44,14 +50,15 @@ class ShippedModel:
         dtype: 'float32' (default), 'float16' or 'bfloat16'.
         threads: torch CPU threads (set explicitly; 1 by default).
         encoder: a PromptEncoder to share; one is made when None.
+        scheduler: the sampler, one of `schedulers.SCHEDULERS`.
     """
 
-    latent_channels = 3
-
     def __init__(self, folder: Path | str = SHIPPED_DIR, device: str = "cpu", dtype: str = "float32",
-                 threads: int = 1, encoder: PromptEncoder | None = None) -> None:
+                 threads: int = 1, encoder: PromptEncoder | None = None, scheduler: str = "ddim") -> None:
         if dtype not in DTYPES:
             raise WeightsError(f"unknown dtype {dtype!r}: use one of {', '.join(DTYPES)}")
+        check_scheduler(scheduler)
+        self.scheduler_name = scheduler
         self.folder = Path(folder)
         self.device, self.dtype = torch_device(device), DTYPES[dtype]
         torch.set_num_threads(threads)
@@ -74,19 +81,27 @@ class ShippedModel:
         if self.dtype != torch.float32:
             self.unet.to(self.dtype)
         self.unet.eval().requires_grad_(False)
+        spec = self.manifest.spec
+        self.autoencoder = build_autoencoder(spec)
+        try:
+            self.autoencoder.load_state_dict(load_tensors(verified(self.folder, AUTOENCODER_FILE, self.manifest)))
+        except RuntimeError as e:
+            raise WeightsError(f"{self.folder / AUTOENCODER_FILE} does not fit the manifest's architecture: "
+                               f"{str(e).splitlines()[0]}") from None
+        self.autoencoder.to(self.device).eval().requires_grad_(False)
+        self.latent_scale = spec.latent_scale
+        self.latent_shape = (spec.latent_channels, spec.latent_size, spec.latent_size)
         self.encoder = encoder or PromptEncoder(threads=threads)
         self.name = f"shipped:{self.folder.name}"
-
-    @property
-    def latent_shape(self) -> tuple[int, int, int]:
-        return (self.latent_channels, SIZE, SIZE)
 
     def latent_bits(self, bits_per_value: int = 16) -> int:
         """Size of one trajectory's latents on the radio, bits."""
         return int(np.prod(self.latent_shape)) * bits_per_value
 
     def scheduler(self):
-        return sampling_scheduler(self.manifest.spec)
+        """A fresh scheduler of this model's kind, for one trajectory."""
+        spec = self.manifest.spec
+        return make_scheduler(self.scheduler_name, spec.train_timesteps, spec.beta_schedule, spec.prediction_type)
 
     def noise(self, seed: int) -> torch.Tensor:
         g = torch.Generator().manual_seed(int(seed))
@@ -107,9 +122,21 @@ class ShippedModel:
         return unet_call(self.unet, x, t, cond)
 
     def decode(self, latents: torch.Tensor) -> np.ndarray:
-        """(n, H, W, 3) uint8 pixels."""
-        x = ((latents.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+        """(n, H, W, 3) uint8 pixels from scaled latents."""
+        with torch.no_grad():
+            images = self.autoencoder.decode(latents.float() / self.latent_scale).sample
+        x = ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
         return x.permute(0, 2, 3, 1).cpu().numpy()
+
+    def encode(self, images: np.ndarray) -> torch.Tensor:
+        """Scaled latents (n, C, h, w) of images (n, H, W, 3 uint8): the autoencoder's mean."""
+        x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+        with torch.no_grad():
+            return self.autoencoder.encode(x.to(self.device)).latent_dist.mode() * self.latent_scale
+
+    def roundtrip(self, images: np.ndarray) -> np.ndarray:
+        """Images (n, H, W, 3 uint8) through the autoencoder and back: the most detail this model can draw."""
+        return self.decode(self.encode(images))
 
 
 def condition_rows(encoder: PromptEncoder, prompts: list[str], mean: torch.Tensor, std: torch.Tensor,
@@ -158,10 +185,13 @@ class DiffusersFolderModel:
     config. Conditioning rows are the text encoder's hidden states.
     """
 
-    def __init__(self, folder: Path | str, device: str = "cpu", dtype: str = "float32", threads: int = 1) -> None:
+    def __init__(self, folder: Path | str, device: str = "cpu", dtype: str = "float32", threads: int = 1,
+                 scheduler: str = "ddim") -> None:
         from world.imagegen.text import offline
 
         offline()
+        check_scheduler(scheduler)
+        self.scheduler_name = scheduler
         folder = Path(folder)
         if not (folder / "unet").is_dir():
             raise WeightsError(f"{folder} is not a diffusers pipeline folder (no unet/ inside): give the folder "
@@ -194,9 +224,13 @@ class DiffusersFolderModel:
         return int(np.prod(self.latent_shape)) * bits_per_value
 
     def scheduler(self):
-        from diffusers import DDIMScheduler
-
-        return DDIMScheduler.from_config(self._scheduler_config)
+        """The scenario's scheduler kind, configured from the folder's scheduler config."""
+        cls = type(make_scheduler(self.scheduler_name, 1000, "linear", "epsilon"))
+        try:
+            return cls.from_config(self._scheduler_config)
+        except (ValueError, NotImplementedError, TypeError) as e:
+            raise WeightsError(f"imagegen.scheduler: {self.scheduler_name!r} cannot run this model's schedule "
+                               f"({e}); use one of {', '.join(SCHEDULERS)} that fits it, e.g. 'ddim'") from None
 
     def noise(self, seed: int) -> torch.Tensor:
         g = torch.Generator().manual_seed(int(seed))
@@ -225,13 +259,16 @@ class DiffusersFolderModel:
         return x.permute(0, 2, 3, 1).cpu().numpy()
 
 
-def load_image_model(model: str, device: str = "cpu", dtype: str = "float32", threads: int = 1):
+def load_image_model(model: str, device: str = "cpu", dtype: str = "float32", threads: int = 1,
+                     scheduler: str = "ddim"):
     """'shipped' for the project's model, else a path to a diffusers folder or a weights folder with a manifest."""
     if model == "shipped":
-        return ShippedModel(device=device, dtype=dtype, threads=threads)
+        return ShippedModel(device=device, dtype=dtype, threads=threads, scheduler=scheduler)
     path = Path(model)
     if not path.exists():
         raise WeightsError(f"model folder {path} does not exist: give 'shipped' or a diffusers folder")
     if (path / "manifest.json").is_file():
-        return ShippedModel(path, device=device, dtype=dtype, threads=threads)
-    return DiffusersFolderModel(path, device=device, dtype=dtype, threads=threads)
+        return ShippedModel(path, device=device, dtype=dtype, threads=threads, scheduler=scheduler)
+    model = DiffusersFolderModel(path, device=device, dtype=dtype, threads=threads, scheduler=scheduler)
+    model.scheduler()       # refuse a scheduler the folder cannot use before any run starts
+    return model

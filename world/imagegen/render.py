@@ -10,14 +10,17 @@ cluster a shared prefix, lay out the server's UNet calls with
 A request is done on the server after the call that runs its last server step.
 
     render: real     runs the calls on the image model (the shipped one, or
-                     `model: PATH`), keeps every image, and measures its
-                     fidelity and sharpness (`world.imagegen.quality`).
-    render: profile  runs nothing; fidelity and sharpness come from the quality
-                     tables measured on the shipped model (`quality.json`).
+                     `model: PATH`) with the scenario's scheduler, keeps every
+                     image, and measures its fidelity and detail
+                     (`world.imagegen.quality`).
+    render: profile  runs nothing; fidelity and detail come from the quality
+                     tables measured on the shipped model for that scheduler
+                     (`quality.json`).
 
 Either way each request gets the same fields: cluster, shared steps, server
-energy and finish time, sharpness, fidelity, and the latents' size when its
-last steps run on the phone.
+energy and finish time, detail (as `sharpness`: how much of the picture's fine
+detail is there), fidelity, and the latents' size when its last steps run on
+the phone.
 """
 
 from __future__ import annotations
@@ -33,36 +36,44 @@ from agents.gpu_server import BatchTiming
 from agents.request import ImageRequest
 from world.compute import GpuProfile, ImageGenConfig, ProfiledCost
 from world.imagegen.cooperative import Call, Group, Job, cluster, make_groups, plan
-from world.imagegen.model import SHIPPED_DIR
-from world.imagegen.shapes import SIZE, parse
+from world.imagegen.model import SHIPPED_DIR, Manifest
+from world.imagegen.shapes import parse
 
 QUALITY_FILE = SHIPPED_DIR / "quality.json"
-SHIPPED_LATENT_BITS = 3 * SIZE * SIZE * 16     # the shipped model's latents in float16, bits
+
+
+def shipped_latent_bits(bits_per_value: int = 16) -> int:
+    """The shipped model's latents on the radio (float16 by default), bits, from its manifest."""
+    spec = Manifest.read(SHIPPED_DIR).spec
+    return spec.latent_channels * spec.latent_size ** 2 * bits_per_value
 
 
 class QualityTable:
-    """Fidelity and sharpness from the tables measured on the shipped model.
+    """Fidelity and detail from the tables measured on the shipped model, for one scheduler.
 
-    fidelity(T, f) = fidelity_T(T) * sharing(f) / sharing(0), where f = k / T is the
-    shared fraction and `sharing` the similar-prompt column; sharpness(T) likewise
-    interpolated over T.
+    fidelity(T, f) = fidelity_T(T) * similar_fidelity(f) / similar_fidelity(0), where f = k / T
+    is the shared fraction and `similar_*` the similar-prompt columns of the sharing table
+    (measured with DDIM); detail(T, f) likewise. Both interpolated linearly over T.
     """
 
-    def __init__(self, path: Path = QUALITY_FILE) -> None:
+    def __init__(self, path: Path = QUALITY_FILE, scheduler: str = "ddim") -> None:
         data = json.loads(Path(path).read_text())
-        steps = data["steps"]
+        steps = data["schedulers"][scheduler]["steps"]
         self.t = np.asarray([row["steps"] for row in steps], dtype=float)
         self.fidelity = np.asarray([row["fidelity"] for row in steps])
-        self.sharpness = np.asarray([min(1.0, row["sharpness"]) for row in steps])
+        self.detail = np.asarray([row["detail"] for row in steps])
         sharing = data["sharing"]
         self.fraction = np.asarray([row["fraction"] for row in sharing])
-        similar = np.asarray([row["similar_fidelity"] for row in sharing])
-        self.sharing = similar / similar[0]
+        self.sharing = {name: np.asarray([row[f"similar_{name}"] for row in sharing]) / sharing[0][f"similar_{name}"]
+                        for name in ("fidelity", "detail")}
 
     def assess(self, steps: int, shared_fraction: float = 0.0) -> tuple[float, float]:
-        """(sharpness, fidelity), each in [0, 1]."""
-        fidelity = np.interp(steps, self.t, self.fidelity) * np.interp(shared_fraction, self.fraction, self.sharing)
-        return float(np.interp(steps, self.t, self.sharpness)), float(np.clip(fidelity, 0.0, 1.0))
+        """(detail, fidelity), each in [0, 1]."""
+        detail = np.interp(steps, self.t, self.detail) * np.interp(shared_fraction, self.fraction,
+                                                                     self.sharing["detail"])
+        fidelity = np.interp(steps, self.t, self.fidelity) * np.interp(shared_fraction, self.fraction,
+                                                                       self.sharing["fidelity"])
+        return float(np.clip(detail, 0.0, 1.0)), float(np.clip(fidelity, 0.0, 1.0))
 
 
 @lru_cache(maxsize=1)
@@ -113,14 +124,17 @@ class CooperativeRender:
             from world.imagegen.cooperative import CooperativeDenoiser
             from world.imagegen.pipeline import load_judge
 
+            from world.imagegen.quality import DetailReference
+
             self.denoiser = CooperativeDenoiser(model)
             self.judge = load_judge()
+            self.reference = DetailReference(getattr(model, "roundtrip", None))
             self.encoder = model.encoder
             self.latent_bits = model.latent_bits()
         else:
             self.encoder = shared_encoder()
-            self.latent_bits = SHIPPED_LATENT_BITS
-        self.table = QualityTable()
+            self.latent_bits = shipped_latent_bits()
+        self.table = QualityTable(scheduler=cfg.scheduler)
         self.clusters_formed = 0        # clusters of two or more requests
         self.shared_steps_saved = 0     # server UNet evaluations saved against independent runs
         self.evaluations = 0            # server UNet evaluations run
@@ -145,14 +159,13 @@ class CooperativeRender:
         self.shared_steps_saved += sum(j.server_steps for j in jobs) - run
         self.clusters_formed += sum(len(g.members) > 1 and g.shared > 0 for g in groups)
 
-        verdicts = images = sharp = None
+        verdicts = images = None
         if self.cfg.render == "real":
-            from world.imagegen.quality import judge, sharpness_noise
+            from world.imagegen.quality import judge
 
             outcome = self.denoiser.run(jobs, groups, self.model.conditions(prompts))
             images = outcome.images
-            verdicts = judge(self.judge, images, [parse(r.prompt) for r in batch])
-            sharp = sharpness_noise(images)[0]
+            verdicts = judge(self.judge, images, [parse(r.prompt) for r in batch], self.reference)
         for g, group in enumerate(groups):
             for j in group.members:
                 r = batch[j]
@@ -164,9 +177,8 @@ class CooperativeRender:
                 sharpness, fidelity = self.table.assess(r.steps, group.shared / max(1, r.steps))
                 if images is not None:
                     r.image = images[j]
-                    sharpness = min(1.0, float(sharp[j]))
-                    if verdicts[j] is not None:
-                        fidelity = verdicts[j].fidelity
+                    if verdicts[j] is not None:     # a prompt the judge cannot read keeps the profiled figures
+                        sharpness, fidelity = verdicts[j].detail, verdicts[j].fidelity
                         r.extra["seen"] = verdicts[j].seen
                 r.sharpness, r.fidelity = sharpness, fidelity
         return timing
@@ -184,6 +196,7 @@ def make_engines(cfg, seed: int) -> list:
     if gen.render == "real":
         from world.imagegen.pipeline import load_image_model
 
-        model = load_image_model(gen.model, device=gen.device, dtype=gen.dtype, threads=gen.threads)
+        model = load_image_model(gen.model, device=gen.device, dtype=gen.dtype, threads=gen.threads,
+                                 scheduler=gen.scheduler)
     return [CooperativeRender(gen if gen.share else gen.model_copy(update={"shared_fraction": 0.0}), s, seed, model)
             for s in cfg.gpu_servers]
