@@ -331,17 +331,13 @@ def test_backend_dying_mid_run_stops_it_with_fail_fast(programs: dict[str, Progr
     assert program.ended()["status"] == "stopped" and program.ended()["slots_done"] == len(slots)
 
 
-def test_stalled_backend_is_counted_failed_in_bounded_time(programs: dict[str, Program]) -> None:
+def test_stalled_backend_is_counted_failed_by_its_timeout(programs: dict[str, Program]) -> None:
     program = programs["stalls"]
     slots = assert_went_on(program)
     failed = total(slots, "feedback_failed")
     assert failed > 0 and summary(program.done.stdout) == (0, failed)
     errors = [r["feedback_error"] for r in program.requests() if r["feedback_failed"] == "True"]
     assert len(errors) == failed and all("ReadTimeout" in e for e in errors)
-    # a failed answer takes 3 tries of TIMEOUT_S and 1.5 s of waiting, two answers at a time; the rest of the
-    # run gets two minutes of slack (it took 26 s on a loaded machine): this bounds a hang, not speed
-    wall_s = float(re.search(r"^slots: \d+ \(.*, ([\d.]+) s wall", program.done.stdout, re.M)[1])
-    assert wall_s < 120 + failed * (3 * TIMEOUT_S + 1.5), wall_s
 
 
 def test_junk_answers_are_counted_invalid_and_the_run_goes_on(programs: dict[str, Program]) -> None:

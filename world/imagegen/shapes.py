@@ -19,7 +19,6 @@ worth sharing a prefix of denoising steps.
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -104,20 +103,6 @@ def caption(scene: Scene, template: int, wording: int) -> str:
         size=size, fgt=TEXTURE_WORDS[scene.fg_texture][wording % 3], fg=scene.fg,
         shape=SHAPE_WORDS[scene.shape][wording % 3], place=place,
         bgt=TEXTURE_WORDS[scene.bg_texture][wording % 3], bg=scene.bg).split())
-
-
-def scene_count() -> int:
-    """How many distinct scenes the captions can name (size and place open or set)."""
-    return (len(SHAPES) * len(COLOURS) * (len(COLOURS) - 1) * len(TEXTURES) ** 2 * (len(SIZES) + 1)
-            * (len(PLACES) + 1))
-
-
-def all_scenes() -> list[Scene]:
-    """Every scene a caption can name, in a fixed order."""
-    sizes, places = (None, *SIZES), (None, *PLACES)
-    return [Scene(shape, fg, bg, size, place, ft, bt)
-            for shape, fg, bg, ft, bt, size, place in itertools.product(
-                SHAPES, COLOUR_NAMES, COLOUR_NAMES, TEXTURES, TEXTURES, sizes, places) if fg != bg]
 
 
 def random_captions(n: int, rng: np.random.Generator) -> list[tuple[str, Scene]]:

@@ -45,6 +45,3 @@ def test_textures_differ_per_sample_and_carry_detail():
     assert np.abs(a - b).mean() > 0.1
     assert quality.reference_detail([striped])[0] > 1.5 * quality.reference_detail([plain])[0]
 
-
-def test_every_scene_count_matches_the_enumeration():
-    assert len(shapes.all_scenes()) == shapes.scene_count()
