@@ -21,7 +21,12 @@ OBS_FEATURES = (
     "age_s",            # time since the request was issued, s
     "user_qoe",         # the user's recent QoE (average of its last answers, weight 1/2 each), 0-1; 0.5 before any
     "slot_requests",    # requests being allocated in this slot, count
+    # who asks: the user's Big Five traits, 0-1 (0.5 each when base_station.observe_traits is off)
+    "openness", "conscientiousness", "extraversion", "agreeableness", "neuroticism",
+    "similar_requests", # requests of this slot whose prompt shares a cluster with this one, itself included, count
+    "gpu_waiting",      # requests queued on the least loaded GPU, not yet started, count
 )
+TRAIT_COLUMNS = slice(OBS_FEATURES.index("openness"), OBS_FEATURES.index("neuroticism") + 1)
 # Per-request action row (what the policy returns), each in [0, 1], in this order.
 ACTION_FEATURES = (
     "steps",            # 0 -> min_steps, 1 -> max_steps
@@ -83,13 +88,26 @@ class BaseStation(mesa.Agent):
         radio = self.model.radio
         users = self.model.users_by_id
         rows = np.zeros((len(requests), len(OBS_FEATURES)))
-        backlog = min(s.queued_steps * s.compute.step_latency_s(1) for s in self.model.gpu_servers)
+        least = min(self.model.gpu_servers, key=lambda s: s.queued_steps * s.compute.step_latency_s(1))
+        backlog = least.queued_steps * least.compute.step_latency_s(1)
+        similar = self.similar_counts(requests)
+        known = self.model.cfg.base_station.observe_traits
         for i, r in enumerate(requests):
             user = users[r.user_id]
             u = user.index
+            traits = user.persona.traits.as_tuple() if known else (0.5,) * 5
             rows[i] = (10 * np.log10(radio.gain[u]), radio.distance_m[u], backlog,
-                       self.model.env.now - r.issued_s, user.recent_qoe, len(requests))
+                       self.model.env.now - r.issued_s, user.recent_qoe, len(requests),
+                       *traits, similar[i], len(least.waiting))
         return rows
+
+    def similar_counts(self, requests: list[ImageRequest]) -> np.ndarray:
+        """Per request, how many of `requests` the GPU would put in its prompt cluster, itself included
+        (the engine's `cluster_sizes`, as if they were one batch); 1 each when the engine does not share."""
+        sizes = getattr(self.model.gpu_servers[0].compute, "cluster_sizes", None)
+        if sizes is None or len(requests) < 2:
+            return np.ones(len(requests))
+        return np.asarray(sizes([r.prompt for r in requests]), dtype=float)
 
     def allocate(self) -> list[ImageRequest]:
         """Decide steps, split and power for every waiting request, then dispatch them."""

@@ -134,13 +134,18 @@ class InvalidAnswer(ValueError):
     """The model's answer is not the JSON object the schema asks for."""
 
 
+def perceived_levels(delivery: Delivery) -> tuple[int, int, int]:
+    """Indices into LOOKS, MATCHES and WAITS of what the persona is told about a delivery."""
+    s, f, w = delivery.sharpness, delivery.fidelity, delivery.wait_s
+    return (4 if s >= 0.97 else 3 if s >= 0.85 else 2 if s >= 0.6 else 1 if s >= 0.4 else 0,
+            3 if f >= 0.9 else 2 if f >= 0.7 else 1 if f >= 0.4 else 0,
+            0 if w < 3 else 1 if w < 8 else 2 if w < 15 else 3)
+
+
 def perceive(delivery: Delivery) -> tuple[str, str, str]:
     """The look, the subject match and the wait of a delivery, in the words the persona is told (LOOKS, ...)."""
-    s, f, w = delivery.sharpness, delivery.fidelity, delivery.wait_s
-    look = LOOKS[4 if s >= 0.97 else 3 if s >= 0.85 else 2 if s >= 0.6 else 1 if s >= 0.4 else 0]
-    match = MATCHES[3 if f >= 0.9 else 2 if f >= 0.7 else 1 if f >= 0.4 else 0]
-    wait = WAITS[0 if w < 3 else 1 if w < 8 else 2 if w < 15 else 3]
-    return look, match, wait
+    look, match, wait = perceived_levels(delivery)
+    return LOOKS[look], MATCHES[match], WAITS[wait]
 
 
 def _situation(request: str, look: str, match: str, wait: str, seen: str = "") -> str:

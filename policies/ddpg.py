@@ -30,8 +30,8 @@ from world.files import write_atomic
 
 CHECKPOINT_FORMAT = "aigcsim-policy/1"
 # fixed standardisation of OBS_FEATURES: (value - centre) / scale
-OBS_CENTER = np.array([-90.0, 150.0, 0.0, 0.5, 0.5, 1.0], dtype=np.float32)
-OBS_SCALE = np.array([15.0, 100.0, 2.0, 0.5, 0.25, 2.0], dtype=np.float32)
+OBS_CENTER = np.array([-90.0, 150.0, 0.0, 0.5, 0.5, 1.0, *[0.5] * 5, 1.0, 0.0], dtype=np.float32)
+OBS_SCALE = np.array([15.0, 100.0, 2.0, 0.5, 0.25, 2.0, *[0.25] * 5, 2.0, 4.0], dtype=np.float32)
 assert len(OBS_CENTER) == len(OBS_FEATURES) == len(OBS_SCALE)
 
 
@@ -269,7 +269,9 @@ class DDPG:
         if state.get("obs_features") != mine or state.get("config", {}).get("obs_dim") != self.obs_dim:
             raise CheckpointError(f"checkpoint observes {state.get('obs_features')} "
                                   f"({state.get('config', {}).get('obs_dim')} values), this code observes "
-                                  f"{mine or self.obs_dim}: it was made for another observation layout")
+                                  f"{mine or self.obs_dim}: it was made for another observation layout; retrain it with "
+                                  f"`python -m scenarios.train SCENARIO --policy {self.name}` (`make checkpoint` "
+                                  f"remakes the shipped one)")
         acts = list(ACTION_FEATURES) if self.act_dim == len(ACTION_FEATURES) else []
         if state.get("action_features") != acts or state.get("config", {}).get("act_dim") != self.act_dim:
             raise CheckpointError(f"checkpoint acts on {state.get('action_features')}, this code on "

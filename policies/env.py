@@ -9,6 +9,11 @@ Observation: `Box(max_requests, len(OBS_FEATURES) + 1)`, float32. Row i is the i
         age_s          time since the request was issued, s
         user_qoe       the user's recent QoE, 0-1 (0.5 before its first answer)
         slot_requests  requests allocated in this slot, count
+        openness .. neuroticism   the user's Big Five traits, 0-1 (0.5 each when the scenario's
+                       base_station.observe_traits is false: a base station that does not know its users)
+        similar_requests  requests of this slot in this one's prompt cluster (the GPU's own
+                       clustering), itself included, count: what sharing a prefix can save
+        gpu_waiting    requests queued on the least loaded GPU, not yet started, count
     and the last column is the mask: 1 for a request, 0 for an empty row (all zeros).
     Variable numbers of requests: a fixed maximum with a mask. Requests beyond `max_requests`
     wait at the base station for the next slot, keeping their place (their age grows).
@@ -17,7 +22,9 @@ Action: `Box(max_requests, len(ACTION_FEATURES))` in [0, 1], the layout of `ACTI
     runs the rest) and power (0 -> min_power_w, 1 -> max_power_w). Rows of empty slots are ignored.
 Reward: total QoE the personas reported in the slot (each rating mapped to [0, 1]) minus
     `energy_penalty * over_budget_j / energy_budget_j_per_slot`, where over_budget_j is the
-    GPU + radio energy of the slot above the budget. Answers come seconds after a decision, so
+    GPU + radio energy of the slot above the budget, minus `device_energy_weight * device_energy_j`,
+    the phones' own denoising energy of the images delivered in the slot (the users' batteries, J;
+    the wait those steps cause is already in the personas' ratings). Answers come seconds after a decision, so
     the reward of a slot is for decisions of earlier slots.
 terminated: never (the block does not end); truncated: after `slots` slots. The last step then runs
     the clock on, deciding nothing new, until every decided request has been rated (at most
@@ -28,7 +35,8 @@ info: diagnostics only (the slot's own metrics of `world.city.SLOT_METRICS`, tho
 
 For learners that assign credit per request, `outcomes` holds, after every step, one
 `Outcome` per request rated during the slot: the observation row and the action it was decided
-with, its QoE, its energy and its reward share `qoe - energy_penalty`, where the request's energy
+with, its QoE, its energy and its reward share `qoe - energy_penalty - device_energy_weight *
+device_energy_j`, where the request's energy
 penalty is its share of the penalties of the slots in which its energy was spent (a slot's
 penalty split over the requests in proportion to the energy spent for each in that slot). The
 shares add up to the slots' penalties, so the rewards of all requests add up to the slots'
@@ -102,6 +110,7 @@ class AllocationEnv(gym.Env):
         self.action_space = gym.spaces.Box(0.0, 1.0, shape=(max_requests, len(ACTION_FEATURES)), dtype=np.float32)
         self.budget_j = cfg.base_station.energy_budget_j_per_slot
         self.penalty = cfg.base_station.energy_penalty
+        self.device_weight = cfg.base_station.device_energy_weight
         self.model: CityBlock | None = None
         self.outcomes: list[Outcome] = []
         self._decided = _Decided()
@@ -128,7 +137,7 @@ class AllocationEnv(gym.Env):
         model = self.model
         model.serve()
         m = model.slot_metrics
-        reward = float(m["total_qoe"]) - self.penalty * float(m["over_budget_j"]) / self.budget_j
+        reward = self._reward(m)
         self.outcomes = [self._outcome(r) for r in model.completed
                          if r.decision is not None and not np.isnan(r.qoe)]
         truncated = model.slot >= self.cfg.slots
@@ -143,29 +152,35 @@ class AllocationEnv(gym.Env):
         rated (at most `DRAIN_S`): their QoE and energy count in the last step. Returns the reward added."""
         model, bs = self.model, self.model.base_station
         bs.max_per_slot = 0
-        added = qoe = energy = over = rated = 0.0
+        added = qoe = energy = over = rated = device = 0.0
         slots = 0
         while model.in_flight > len(bs.inbox) and slots * self.cfg.slot_s < DRAIN_S:
             model.sense()
             model.serve()
             m = model.slot_metrics
-            added += float(m["total_qoe"]) - self.penalty * float(m["over_budget_j"]) / self.budget_j
+            added += self._reward(m)
             qoe += m["total_qoe"]
             energy += m["service_energy_j"]
             over += m["over_budget_j"]
+            device += m["device_energy_j"]
             rated += m["requests_rated"]
             slots += 1
             self.outcomes += [self._outcome(r) for r in model.completed
                               if r.decision is not None and not np.isnan(r.qoe)]
         bs.max_per_slot = self.max_requests
         info.update(drain_slots=float(slots), drain_qoe=float(qoe), drain_energy_j=float(energy),
-                    drain_over_budget_j=float(over), drain_rated=float(rated))
+                    drain_over_budget_j=float(over), drain_device_energy_j=float(device), drain_rated=float(rated))
         return added
+
+    def _reward(self, m: dict[str, float]) -> float:
+        """A slot's reward: its QoE less the over-budget penalty and the phones' battery term."""
+        return (float(m["total_qoe"]) - self.penalty * float(m["over_budget_j"]) / self.budget_j
+                - self.device_weight * float(m["device_energy_j"]))
 
     def _outcome(self, request: Any) -> Outcome:
         obs, action = request.decision
         return Outcome(obs=obs, action=action, qoe=request.qoe, energy_j=request.energy_j,
-                       reward=request.qoe - request.energy_penalty)
+                       reward=request.qoe - request.energy_penalty - self.device_weight * request.device_energy_j)
 
     def _observe(self) -> np.ndarray:
         bs = self.model.base_station

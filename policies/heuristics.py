@@ -134,7 +134,8 @@ class Forecast:
     rating: float            # the learned persona model's rating, 1-5
     qoe: float               # (rating - 1) / 4
     energy_j: float          # GPU steps + radio, J
-    reward: float            # qoe - energy_penalty * max(0, energy_j - share_j) / budget_j
+    device_energy_j: float   # the phone's own steps, J
+    reward: float            # qoe - energy_penalty * max(0, energy_j - share_j) / budget_j - w_d * device_energy_j
 
     @property
     def steps(self) -> int:
@@ -158,10 +159,11 @@ class OptimumPolicy:
         energy_j = T_s e_step + P t_tx_s                           GPU + radio; the phone's steps are the user's
         rating   = feedback.predict(persona, Delivery(prompt, T, sharpness, fidelity, wait_s))     1-5
         qoe      = (rating - 1) / 4
-        reward   = qoe - energy_penalty * max(0, energy_j - share_j) / budget_j
+        device_j = T_d e_phone                                     the user's battery, J
+        reward   = qoe - energy_penalty * max(0, energy_j - share_j) / budget_j - device_energy_weight * device_j
 
     with t_step, e_step the batch-1 step latency (s) and energy (J) of the least loaded GPU server (the
-    one the base station would pick), t_phone the phone's step latency (s), share_j the per-request proxy of the slot budget (`_share_j`).
+    one the base station would pick), t_phone and e_phone the phone's step latency (s) and energy (J), share_j the per-request proxy of the slot budget (`_share_j`).
     payload_bits is the image's, or the latents' when the phone finishes steps the GPU started on a
     cooperative engine, as the simulator sends. Sharpness and fidelity at T are the cooperative engine's
     quality table without sharing (`world.imagegen.render.QualityTable`, measured on the shipped model:
@@ -259,7 +261,9 @@ class OptimumPolicy:
         rating = self.feedback.predict(persona, Delivery(request.prompt, total, sharpness, fidelity, wait_s))
         qoe = (rating - 1.0) / 4.0
         energy_j = server_steps * cfg.gpu_servers[k].step_energy_j + power_w * tx_s
-        reward = qoe - bs.energy_penalty * max(0.0, energy_j - self.share_j) / bs.energy_budget_j_per_slot
+        device_j = device_steps * cfg.phone.step_energy_j
+        reward = (qoe - bs.energy_penalty * max(0.0, energy_j - self.share_j) / bs.energy_budget_j_per_slot
+                  - bs.device_energy_weight * device_j)
         return Forecast(server_steps=server_steps, device_steps=device_steps, power_w=power_w, wait_s=wait_s,
                         sharpness=sharpness, fidelity=fidelity, rating=rating, qoe=qoe, energy_j=energy_j,
-                        reward=reward)
+                        device_energy_j=device_j, reward=reward)

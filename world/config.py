@@ -133,7 +133,13 @@ class BaseStationConfig(BaseModel):
         500.0, gt=0, description="Energy the service may spend per slot (GPU + radio), J.")
     energy_penalty: float = Field(
         1.0, ge=0, description="Reward lost per budget's worth of energy over the budget: reward = total QoE - "
-                               "energy_penalty * over_budget_j / energy_budget_j_per_slot, QoE units.")
+                               "energy_penalty * over_budget_j / energy_budget_j_per_slot - "
+                               "device_energy_weight * device_energy_j, QoE units.")
+    device_energy_weight: float = Field(
+        0.005, ge=0, description="Reward lost per J of a phone's battery spent on its own denoising steps (the "
+                                 "user's energy, outside the service's budget), QoE/J.")
+    observe_traits: bool = Field(
+        True, description="The policy sees each user's Big Five traits; false: every user looks average (0.5).")
 
     @field_validator("checkpoint")
     @classmethod

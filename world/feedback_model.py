@@ -23,25 +23,33 @@ from pathlib import Path
 
 import numpy as np
 
-from agents.feedback import Delivery, Feedback
+from agents.feedback import Delivery, Feedback, perceived_levels
 from world.files import write_atomic
-from agents.persona import BigFive, Persona
+from agents.persona import TRAITS, Persona
 from world.feedback import FeedbackPool, FeedbackStats
 
 LEARNED_BACKEND = "learned"
 MAX_PAIRS = 10_000          # newest LLM answers kept as training pairs, count
-FIT_FORMAT = "aigcsim-feedback-fit/1"
-_MIDDLE = BigFive(0.5, 0.5, 0.5, 0.5, 0.5)
+FIT_FORMAT = "aigcsim-feedback-fit/2"   # /2: features of what the persona is told (FEATURE_NAMES)
 
 
 class FeedbackFitError(ValueError):
     """A saved feedback fit cannot be used: missing, unreadable, or made for other features."""
 
 
+SEEN = ("look", "match", "wait_a_bit_long", "wait_very_long")
+FEATURE_NAMES = ("intercept", *TRAITS, *SEEN, *(f"{t}*{a}" for t in TRAITS for a in SEEN))
+
+
 def features(persona: Persona, delivery: Delivery) -> np.ndarray:
-    """Traits, delivery attributes, and every trait x attribute product."""
+    """FEATURE_NAMES: an intercept, the traits, what the persona is told, and every trait x told product.
+
+    What the persona is told (`agents.feedback.perceived_levels`): the look (0 a smeared mess .. 1
+    flawless), the subject match (0 something else .. 1 exactly), and whether the wait was at least
+    "a bit long" and whether it was "very long" (the steps of the personas' wait rules)."""
     traits = np.array(persona.traits.as_tuple())
-    seen = np.array([delivery.sharpness, delivery.fidelity, math.log1p(delivery.wait_s), delivery.steps / 50.0])
+    look, match, wait = perceived_levels(delivery)
+    seen = np.array([look / 4.0, match / 3.0, float(wait >= 2), float(wait >= 3)])
     return np.concatenate([[1.0], traits, seen, np.outer(traits, seen).ravel()])
 
 
@@ -159,7 +167,7 @@ class LearnedFeedback:
         """Write the current fit as JSON (weights, pairs, agreement, where the answers came from)."""
         if self.weights is None:
             raise ValueError("nothing fitted yet: collect at least min_pairs LLM answers and refresh()")
-        data = {"format": FIT_FORMAT, "features": len(self.weights), "source": source,
+        data = {"format": FIT_FORMAT, "features": list(FEATURE_NAMES), "source": source,
                 "agreement": self.agreement, "weights": [float(w) for w in self.weights]}
         write_atomic(path, json.dumps(data, indent=1) + "\n")
 
@@ -176,12 +184,15 @@ def load_fit(path: Path) -> np.ndarray:
         raise FeedbackFitError(f"feedback fit '{path}' does not exist") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise FeedbackFitError(f"feedback fit '{path}' cannot be read ({exc})") from None
-    expected = len(features(Persona("x", _MIDDLE), Delivery("x", 1, 0.5, 0.5, 1.0)))
+    expected = len(FEATURE_NAMES)
     weights = data.get("weights") if isinstance(data, dict) else None
     if (data.get("format") if isinstance(data, dict) else None) != FIT_FORMAT or not isinstance(weights, list) \
-            or len(weights) != expected or not all(isinstance(w, (int, float)) for w in weights):
-        raise FeedbackFitError(f"feedback fit '{path}' is not a {FIT_FORMAT} file with {expected} weights; "
-                               f"make one with `python -m scenarios.fit_feedback`")
+            or data.get("features") != list(FEATURE_NAMES) or len(weights) != expected \
+            or not all(isinstance(w, (int, float)) for w in weights):
+        raise FeedbackFitError(f"feedback fit '{path}' is not a {FIT_FORMAT} file with the {expected} features of "
+                               f"this version (it was made for other features or is damaged); remake it with "
+                               f"`python -m scenarios.fit_feedback SCENARIO --out {path} --force` (`make "
+                               f"feedback-fit` for the city block)")
     result = np.array(weights, dtype=float)
     if not np.all(np.isfinite(result)):
         raise FeedbackFitError(f"feedback fit '{path}' holds non-finite weights")

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from agents.base_station import ACTION_FEATURES, OBS_FEATURES
+from agents.base_station import ACTION_FEATURES, OBS_FEATURES, TRAIT_COLUMNS
 from agents.request import ImageRequest
 from policies.heuristics import FixedPolicy, RandomPolicy
 from tests.shipped import shipped
@@ -101,7 +101,7 @@ def test_observation_rows() -> None:
     while not spy.seen:
         model.step()
     obs = spy.seen[0]
-    assert obs.shape == (len(obs), len(OBS_FEATURES)) and len(OBS_FEATURES) == 6
+    assert obs.shape == (len(obs), len(OBS_FEATURES)) and len(OBS_FEATURES) == 13
     assert np.all(np.isfinite(obs))
     assert np.all((obs[:, 1] >= 0) & (obs[:, 1] <= math.hypot(200, 200)))
     assert np.all(obs[:, 2] == 0.0)                          # nothing queued before the first allocation
@@ -219,3 +219,53 @@ def test_transmit_energy_is_accounted() -> None:
     for r in delivered:
         assert r.power_w == pytest.approx(0.55)
         assert r.tx_energy_j == pytest.approx(0.55 * r.tx_s)
+
+
+def column(name: str) -> int:
+    return OBS_FEATURES.index(name)
+
+
+def test_traits_are_the_asking_users() -> None:
+    """Each row's trait columns are the Big Five of the user who asked, in TRAITS order."""
+    model = CityBlock(BASE, FixedPolicy())
+    requests = [model.user_list[i].request_image() for i in (3, 0, 7)]
+    rows = model.base_station.observe(requests)
+    for r, row in zip(requests, rows):
+        traits = model.users_by_id[r.user_id].persona.traits.as_tuple()
+        assert row[TRAIT_COLUMNS].tolist() == pytest.approx(list(traits))
+    assert len({tuple(row[TRAIT_COLUMNS]) for row in rows}) == 3       # three users, three personalities
+
+
+def test_traits_hidden_when_the_scenario_says_so() -> None:
+    model = CityBlock(shipped({"base_station": {"observe_traits": False}}), FixedPolicy())
+    rows = model.base_station.observe(ask(model, 4))
+    assert np.all(rows[:, TRAIT_COLUMNS] == 0.5)
+    assert rows.shape[1] == len(OBS_FEATURES)          # the layout stays: a base station that does not know
+
+
+def test_similar_requests_follow_the_gpu_clusters() -> None:
+    """Two wordings of one scene count each other; another scene stands alone; no sharing, no clusters."""
+    model = CityBlock(BASE, FixedPolicy())
+    requests = ask(model, 3)
+    prompts = ("a red striped circle on a dotted blue background",
+               "dotted blue backdrop with a red striped circle",
+               "a white triangle on a wavy black background")
+    for r, prompt in zip(requests, prompts):
+        r.prompt = prompt
+    assert model.base_station.observe(requests)[:, column("similar_requests")].tolist() == [2, 2, 1]
+    alone = CityBlock(shipped({"imagegen": {"share": False}}), FixedPolicy())
+    requests = ask(alone, 3)
+    for r, prompt in zip(requests, prompts):
+        r.prompt = prompt
+    assert alone.base_station.observe(requests)[:, column("similar_requests")].tolist() == [1, 1, 1]
+
+
+def test_gpu_waiting_counts_the_queue() -> None:
+    model = CityBlock(BASE, FixedPolicy())
+    server = model.gpu_servers[0]
+    assert model.base_station.observe(ask(model, 1))[0, column("gpu_waiting")] == 0
+    model.base_station.allocate()
+    queued = ask(model, 5)
+    server.submit(queued)           # five requests wait for the GPU (the clock has not run)
+    rows = model.base_station.observe(ask(model, 2))
+    assert rows[:, column("gpu_waiting")].tolist() == [len(server.waiting)] * 2 and len(server.waiting) >= 5

@@ -58,20 +58,42 @@ def test_mask_marks_waiting_requests_and_rows_match_the_base_station() -> None:
     assert seen_full, "at 0.5 requests per user per second some slots must hold more requests than rows"
 
 
-def test_reward_is_total_qoe_minus_the_energy_penalty() -> None:
-    env = make_env({"base_station": {"energy_budget_j_per_slot": 50.0, "energy_penalty": 2.0}})
+def test_reward_is_total_qoe_minus_the_energy_penalty_and_the_phones_energy() -> None:
+    env = make_env({"base_station": {"energy_budget_j_per_slot": 50.0, "energy_penalty": 2.0,
+                                     "device_energy_weight": 0.01}})
     env.reset(seed=1)
-    penalised = False
+    penalised = phones = False
+    action = np.tile(np.array([1.0, 0.8, 1.0], dtype=np.float32), (8, 1))     # 40 GPU steps, 10 on the phone
     for _ in range(40):
-        _, reward, terminated, truncated, info = env.step(np.ones(env.action_space.shape, dtype=np.float32))
-        expected = info["total_qoe"] - 2.0 * info["over_budget_j"] / 50.0
+        _, reward, terminated, truncated, info = env.step(action)
+        expected = info["total_qoe"] - 2.0 * info["over_budget_j"] / 50.0 - 0.01 * info["device_energy_j"]
         if truncated:       # the last step also counts the answers the clock ran on for
             assert info["drain_slots"] > 0 and info["drain_rated"] > 0
-            expected += info["drain_qoe"] - 2.0 * info["drain_over_budget_j"] / 50.0
+            expected += (info["drain_qoe"] - 2.0 * info["drain_over_budget_j"] / 50.0
+                         - 0.01 * info["drain_device_energy_j"])
         assert reward == pytest.approx(expected)
         penalised |= info["over_budget_j"] > 0
+        phones |= info["device_energy_j"] > 0
         assert not terminated
-    assert penalised and truncated
+    assert penalised and phones and truncated
+
+
+def test_moving_steps_to_the_phone_costs_the_documented_battery_term() -> None:
+    """Each phone step costs device_energy_weight x phone.step_energy_j of its request's reward."""
+    env = make_env({"slots": 30, "base_station": {"device_energy_weight": 0.004}})
+    env.reset(seed=6)
+    action = np.tile(np.array([1.0, 0.6, 1.0], dtype=np.float32), (8, 1))    # 50 steps, 20 of them on the phone
+    checked, done = 0, False
+    while not done:
+        _, _, _, done, _ = env.step(action)
+        rated = [r for r in env.model.completed if r.decision is not None and not np.isnan(r.qoe)]
+        assert len(rated) == len(env.outcomes)
+        for r, o in zip(rated, env.outcomes):
+            assert r.device_steps == 20 and r.device_energy_j == pytest.approx(20 * env.cfg.phone.step_energy_j)
+            # 0.004 QoE/J x 20 steps x 2 J = 0.16 of the request's reward, on top of its over-budget share
+            assert o.reward == pytest.approx(r.qoe - r.energy_penalty - 0.16)
+            checked += 1
+    assert checked > 0
 
 
 def test_outcomes_carry_the_decision_and_its_reward_share() -> None:

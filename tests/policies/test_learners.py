@@ -16,12 +16,24 @@ LEARNERS = (DDPG, GDDPG)
 BEST = np.array([0.3, 0.8, 0.6])
 
 
+def observations(rng: np.random.Generator, n: int, neuroticism: float | None = None) -> np.ndarray:
+    """n observation rows in the layout of OBS_FEATURES, each value in its natural range."""
+    columns = {"gain_db": rng.uniform(-120, -50, n), "distance_m": rng.uniform(0, 300, n),
+               "gpu_backlog_s": rng.uniform(0, 5, n), "age_s": rng.uniform(0, 3, n), "user_qoe": rng.uniform(0, 1, n),
+               "slot_requests": rng.integers(1, 8, n), "similar_requests": rng.integers(1, 4, n),
+               "gpu_waiting": rng.integers(0, 6, n)}
+    for trait in ("openness", "conscientiousness", "extraversion", "agreeableness", "neuroticism"):
+        columns[trait] = rng.uniform(0, 1, n)
+    if neuroticism is not None:
+        columns["neuroticism"] = np.full(n, neuroticism)
+    return np.column_stack([columns[f] for f in OBS_FEATURES]).astype(np.float32)
+
+
 @pytest.mark.parametrize("cls", LEARNERS)
 def test_predict_stays_in_the_box(cls: type[DDPG]) -> None:
     learner = cls(seed=0)
     rng = np.random.default_rng(0)
-    obs = np.column_stack([rng.uniform(-120, -50, 64), rng.uniform(0, 300, 64), rng.uniform(0, 5, 64),
-                           rng.uniform(0, 3, 64), rng.uniform(0, 1, 64), rng.integers(1, 8, 64)])
+    obs = observations(rng, 64)
     for deterministic in (True, False):
         action = learner.predict(obs, deterministic=deterministic)
         assert action.shape == (64, len(ACTION_FEATURES))
@@ -51,6 +63,38 @@ def test_a_few_hundred_updates_move_toward_the_best_action(cls: type[DDPG]) -> N
     assert 300 <= learner.updates <= 500
     assert np.abs(after - BEST).mean() < 0.06 < before
     assert np.abs(after - BEST).max() < 0.12
+
+
+# the best action depends on who asks: the anxious want it fast (few steps, all on the GPU, full power),
+# the calm would rather have every step and do not mind the phone finishing some
+ANXIOUS_BEST, CALM_BEST = np.array([0.2, 1.0, 0.9]), np.array([0.9, 0.5, 0.3])
+
+
+@pytest.mark.parametrize("cls", LEARNERS)
+def test_learners_find_a_persona_dependent_best_action(cls: type[DDPG]) -> None:
+    """On the real observation layout, under a thousand updates move each persona type toward its own best."""
+    torch.set_num_threads(1)
+    learner = cls(seed=0)
+    rng = np.random.default_rng(0)
+    probes = {0.9: (observations(np.random.default_rng(7), 16, 0.9), ANXIOUS_BEST),
+              0.1: (observations(np.random.default_rng(8), 16, 0.1), CALM_BEST)}
+    before = {n: np.abs(learner.predict(obs) - best).mean() for n, (obs, best) in probes.items()}
+    for i in range(1000):
+        obs = observations(rng, 4)
+        anxious = obs[:, OBS_FEATURES.index("neuroticism")] >= 0.5
+        best = np.where(anxious[:, None], ANXIOUS_BEST, CALM_BEST)
+        action = learner.predict(obs, deterministic=False) if i >= 100 else rng.uniform(size=(4, 3))
+        for o, a, b in zip(obs, action, best):
+            learner.buffer.add(o, a, -float(((a - b) ** 2).sum()))
+        if i >= 50:
+            learner.learn()
+    assert learner.updates >= 900
+    for n, (obs, best) in probes.items():
+        after = np.abs(learner.predict(obs) - best).mean()
+        assert after < 0.7 * before[n], f"neuroticism {n}: {before[n]:.3f} -> {after:.3f}"
+    # and the two types are told apart: the anxious get fewer steps and more of them on the GPU
+    anxious, calm = (learner.predict(probes[n][0]).mean(axis=0) for n in (0.9, 0.1))
+    assert anxious[0] < calm[0] - 0.4 and anxious[1] > calm[1] + 0.3
 
 
 def test_vp_schedule_and_chain_shapes() -> None:

@@ -183,6 +183,17 @@ class CooperativeRender:
                 r.sharpness, r.fidelity = sharpness, fidelity
         return timing
 
+    def cluster_sizes(self, prompts: Sequence[str]) -> list[int]:
+        """Per prompt, the size of the cluster `serve` would put it in if `prompts` were one batch
+        (1 each when sharing is off)."""
+        if self.cfg.shared_fraction == 0 or len(prompts) < 2:
+            return [1] * len(prompts)
+        sizes = [1] * len(prompts)
+        for members in cluster(self.encoder.encode(list(prompts)), self.cfg.similarity_threshold):
+            for j in members:
+                sizes[j] = len(members)
+        return sizes
+
     def _noise_seed(self, r: ImageRequest) -> int:
         return int(np.random.SeedSequence([self.seed, r.request_id]).generate_state(1)[0])
 
