@@ -88,28 +88,46 @@ def main() -> int:
     print(f"\n{args.scenario}: {args.episodes} episodes x {args.seeds} seeds per policy, feedback frozen "
           f"(the same fitted persona model for all), {args.workers} runs side by side, {time.perf_counter() - started:.0f} s")
     header = (f"{'policy':<8} {'total QoE/slot':>20} {'reward/slot':>12} {'energy J/slot':>14} {'over budget J':>14} "
-              f"{'QoE/request':>12} {'steps':>6} {'power W':>8} {'at bounds':>9} {'wall s/run':>11}")
+              f"{'phone J/slot':>12} {'wait s':>7} {'QoE/request':>12} {'steps':>6} {'power W':>8} {'at bounds':>9} "
+              f"{'wall s/run':>11}")
     print(header)
     print("-" * len(header))
     summary: dict[str, float] = {}
+    per_request: dict[str, float] = {}
+    rewards: dict[str, list[float]] = {}
     for policy in policies:
-        runs = results[policy]
+        runs = sorted(results[policy], key=lambda r: r[0])
         qoe = [tail_mean(c, "total_qoe_per_slot") for _, c, _ in runs]
         summary[policy] = float(np.mean(qoe))
+        per_request[policy] = float(np.mean([tail_mean(c, 'mean_qoe') for _, c, _ in runs]))
+        rewards[policy] = [tail_mean(c, 'reward_per_slot') for _, c, _ in runs]
         print(f"{policy:<8} {np.mean(qoe):>11.4f} +- {ci95(qoe):<6.4f} "
-              f"{np.mean([tail_mean(c, 'reward_per_slot') for _, c, _ in runs]):>12.4f} "
+              f"{np.mean(rewards[policy]):>12.4f} "
               f"{np.mean([tail_mean(c, 'energy_j_per_slot') for _, c, _ in runs]):>14.1f} "
               f"{np.mean([tail_mean(c, 'over_budget_j_per_slot') for _, c, _ in runs]):>14.1f} "
-              f"{np.mean([tail_mean(c, 'mean_qoe') for _, c, _ in runs]):>12.4f} "
+              f"{np.mean([tail_mean(c, 'device_energy_j_per_slot') for _, c, _ in runs]):>12.1f} "
+              f"{np.mean([tail_mean(c, 'mean_wait_s') for _, c, _ in runs]):>7.1f} "
+              f"{per_request[policy]:>12.4f} "
               f"{np.mean([tail_mean(c, 'mean_steps') for _, c, _ in runs]):>6.1f} "
               f"{np.mean([tail_mean(c, 'mean_power_w') for _, c, _ in runs]):>8.2f} "
               f"{np.mean([tail_mean(c, 'at_bounds') for _, c, _ in runs]):>9.2f} "
               f"{np.mean([w for _, _, w in runs]):>11.0f}")
+    best, worst = max(per_request, key=per_request.get), min(per_request, key=per_request.get)
+    print(f"\nQoE per request, best - worst policy: {per_request[best] - per_request[worst]:.3f} "
+          f"({best} {per_request[best]:.3f}, {worst} {per_request[worst]:.3f}; target >= 0.15)")
+    if "optimum" in rewards:
+        for learner in ("gddpg", "ddpg"):
+            if learner in rewards:
+                print(f"{learner} reward / grid optimum's: {np.mean(rewards[learner]) / np.mean(rewards['optimum']):.3f} "
+                      f"(target >= 0.95)")
     if "gddpg" in summary and "ddpg" in summary:
-        rewards = {p: float(np.mean([tail_mean(c, 'reward_per_slot') for _, c, _ in results[p]]))
-                   for p in ("gddpg", "ddpg")}
-        print(f"\nG-DDPG / DDPG total QoE per slot: {summary['gddpg'] / summary['ddpg']:.3f} (target >= 1.15); "
-              f"reward per slot: {rewards['gddpg'] / rewards['ddpg']:.3f}")
+        # paired by seed: the same blocks for both learners
+        ratios = [tail_mean(g, "total_qoe_per_slot") / tail_mean(d, "total_qoe_per_slot")
+                  for (_, g, _), (_, d, _) in zip(sorted(results["gddpg"], key=lambda r: r[0]),
+                                                  sorted(results["ddpg"], key=lambda r: r[0]))]
+        reward_ratio = np.mean(rewards["gddpg"]) / np.mean(rewards["ddpg"])
+        print(f"G-DDPG / DDPG total QoE per slot: {np.mean(ratios):.3f} +- {ci95(ratios):.3f} (95% CI over "
+              f"{len(ratios)} paired seeds; the paper reports 1.15); reward per slot: {reward_ratio:.3f}")
     curves = {p: [c for _, c, _ in sorted(results[p], key=lambda r: r[0])] for p in policies}
     args.out.mkdir(parents=True, exist_ok=True)
     plot(curves, args.out / "gddpg_vs_ddpg.png", "reward_per_slot", "reward per slot (total QoE - energy penalty)")

@@ -29,7 +29,8 @@ Reward: total QoE the personas reported in the slot (each rating mapped to [0, 1
 terminated: never (the block does not end); truncated: after `slots` slots. The last step then runs
     the clock on, deciding nothing new, until every decided request has been rated (at most
     DRAIN_S): their QoE and energy count in that step's reward (and `info` says how much, under
-    drain_*), so a policy is not judged by where the episode happens to cut its answers off.
+    drain_*: slots, QoE, energies, rated; delivered with the sums of their waits, steps and powers), so a
+    policy is not judged by where the episode happens to cut its answers off.
 info: diagnostics only (the slot's own metrics of `world.city.SLOT_METRICS`, those that are defined:
     a mean over no requests is left out); nothing in it is meant to be learned from.
 
@@ -152,7 +153,7 @@ class AllocationEnv(gym.Env):
         rated (at most `DRAIN_S`): their QoE and energy count in the last step. Returns the reward added."""
         model, bs = self.model, self.model.base_station
         bs.max_per_slot = 0
-        added = qoe = energy = over = rated = device = 0.0
+        added = qoe = energy = over = rated = device = delivered = wait = steps = power = 0.0
         slots = 0
         while model.in_flight > len(bs.inbox) and slots * self.cfg.slot_s < DRAIN_S:
             model.sense()
@@ -164,12 +165,18 @@ class AllocationEnv(gym.Env):
             over += m["over_budget_j"]
             device += m["device_energy_j"]
             rated += m["requests_rated"]
+            delivered += len(model.delivered)
+            wait += sum(r.wait_s for r in model.delivered)
+            steps += sum(r.steps for r in model.delivered)
+            power += sum(r.power_w for r in model.delivered)
             slots += 1
             self.outcomes += [self._outcome(r) for r in model.completed
                               if r.decision is not None and not np.isnan(r.qoe)]
         bs.max_per_slot = self.max_requests
         info.update(drain_slots=float(slots), drain_qoe=float(qoe), drain_energy_j=float(energy),
-                    drain_over_budget_j=float(over), drain_device_energy_j=float(device), drain_rated=float(rated))
+                    drain_over_budget_j=float(over), drain_device_energy_j=float(device), drain_rated=float(rated),
+                    drain_delivered=delivered, drain_wait_s_sum=float(wait), drain_steps_sum=float(steps),
+                    drain_power_w_sum=float(power))
         return added
 
     def _reward(self, m: dict[str, float]) -> float:

@@ -235,7 +235,8 @@ class LiveView:
     def header(self, snap: Snapshot, lay: ViewLayout) -> Text:
         text = Text.assemble(
             ("aigcsim ", "bold"), (lay.name, "bold cyan"), f"  seed {lay.seed}  policy {lay.policy}  |  ",
-            ("slot ", "grey62"), (f"{snap.slot}/{self.steps}", "bold"),
+            ("slot ", "grey62"), (f"{snap.slot}/{self.steps}" if snap.slot <= self.steps
+                                  else f"{self.steps}/{self.steps} +{snap.slot - self.steps} finishing", "bold"),
             ("  clock ", "grey62"), (f"{snap.time_s:,.1f} s", "bold"),
             ("  speed ", "grey62"), (f"{snap.slots_per_s:,.1f} slots/s", "bold"),
             ("  wall ", "grey62"), f"{time.perf_counter() - self._started:,.0f} s")

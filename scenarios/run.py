@@ -58,6 +58,7 @@ REQUEST_FIELDS = (*ImageRequest(request_id=0, user_id=0, persona="", prompt="", 
                   *RENDER_FIELDS, "finished_slot")
 # slot columns that a replay need not repeat: counts of where answers came from and wall-clock latency
 NOT_REPLAYED = ("llm_calls", "cache_hits", "cache_hit_rate", "llm_median_latency_s")
+FINISH_S = 300.0          # longest the clock runs on after the last slot to finish the requests in flight, s
 
 
 POLICIES = ("gddpg", "ddpg", "greedy", "optimum", "fixed", "random")   # what base_station.policy and --policy accept
@@ -488,6 +489,8 @@ def run_scenario(cfg: ScenarioConfig, steps: int | None = None, seed: int | None
                     f"mean_qoe={_fmt(tally.mean_qoe)}  llm_calls={m['llm_calls']}  cache_hits={m['cache_hits']}  "
                     f"invalid={tally.invalid}  failed={tally.failed}  gpu={m['gpu_utilisation']:.0%}  "
                     f"energy={tally.energy:.0f}J")
+        if model.in_flight:
+            finish_in_flight(model, writer, tally, observer, log)
         status = "finished"
     except KeyboardInterrupt:
         status = "interrupted"
@@ -507,11 +510,31 @@ def run_scenario(cfg: ScenarioConfig, steps: int | None = None, seed: int | None
                 {"status": status, "slots_done": len(read_table(out / "slots.csv")), "slots": steps,
                  "seed": seed, "error": error}, indent=1) + "\n")
     m = model.slot_metrics
-    return RunResult(out=out, slots=model.slot, requests_issued=tally.issued, requests_delivered=tally.delivered,
+    return RunResult(out=out, slots=steps, requests_issued=tally.issued, requests_delivered=tally.delivered,
                      requests_rated=tally.rated, mean_wait_s=tally.mean_wait_s, mean_qoe=tally.mean_qoe,
                      feedback_invalid=tally.invalid, feedback_failed=tally.failed,
                      llm_calls=int(m["llm_calls"]), cache_hits=int(m["cache_hits"]),
                      service_energy_j=tally.energy, seconds=time.perf_counter() - started)
+
+
+def finish_in_flight(model: CityBlock, writer: RunWriter, tally: _Tally,
+                     observer: Callable[[CityBlock], None] | None, log: Callable[[str], None]) -> None:
+    """After the last slot: no new requests; the clock runs on until every request in flight is answered
+    (at most FINISH_S). The requests it finishes go into requests.csv (finished_slot after the run's last
+    slot); slots.csv keeps the run's own slots, so a run can still be resumed to more of them."""
+    steps = model.slot
+    log(f"slot {steps}: no new requests; finishing the {model.in_flight} in flight")
+    model.closing = True
+    f, fields = writer.requests
+    while model.in_flight and (model.slot - steps) * model.slot_s < FINISH_S:
+        model.step()
+        f.write(_csv_text([{**r.as_record(), "finished_slot": model.slot} for r in model.completed], fields))
+        f.flush()
+        tally.add(model)
+        if observer is not None:
+            observer(model)
+    log(f"finished {model.slot - steps} s after the last slot: issued={tally.issued}  delivered={tally.delivered}  "
+        f"rated={tally.rated}  in_flight={model.in_flight}  mean_qoe={_fmt(tally.mean_qoe)}")
 
 
 def with_seed_and_slots(cfg: ScenarioConfig, seed: int, slots: int) -> ScenarioConfig:

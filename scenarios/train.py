@@ -52,7 +52,8 @@ from world.feedback_model import LearnedFeedback
 
 FEEDBACK = ("learned", "frozen", "live")
 CURVE_FIELDS = ("episode", "slots", "reward_per_slot", "total_qoe_per_slot", "mean_qoe", "requests_rated",
-                "energy_j_per_slot", "over_budget_j_per_slot", "mean_steps", "mean_power_w", "transitions",
+                "energy_j_per_slot", "over_budget_j_per_slot", "device_energy_j_per_slot", "mean_wait_s",
+                "mean_steps", "mean_power_w", "transitions",
                 "updates", "qf_loss", "actor_loss", "at_bounds", "wall_s")
 
 
@@ -106,7 +107,7 @@ def run_episode(env: AllocationEnv, policy: Any, learner: DDPG | None, opts: Tra
     obs, _ = env.reset(seed=seed)
     if hasattr(policy, "bind"):
         policy.bind(env.model)
-    reward = qoe = energy = over = rated = steps = power = delivered = 0.0
+    reward = qoe = energy = over = rated = steps = power = delivered = device = wait = 0.0
     slots = 0
     actions: list[np.ndarray] = []
     losses: list[dict[str, float]] = []
@@ -134,9 +135,15 @@ def run_episode(env: AllocationEnv, policy: Any, learner: DDPG | None, opts: Tra
         rated += info.get("drain_rated", 0.0)
         energy += info.get("drain_energy_j", 0.0)
         over += info.get("drain_over_budget_j", 0.0)
+        device += info["device_energy_j"] + info.get("drain_device_energy_j", 0.0)
         if "mean_steps" in info:
             steps += info["mean_steps"] * info["requests_delivered"]
             power += info["mean_power_w"] * info["requests_delivered"]
+            wait += info["mean_wait_s"] * info["requests_delivered"]
+        delivered += info.get("drain_delivered", 0.0)      # the slow ones, delivered after the last slot
+        steps += info.get("drain_steps_sum", 0.0)
+        power += info.get("drain_power_w_sum", 0.0)
+        wait += info.get("drain_wait_s_sum", 0.0)
         if learner is not None:
             for o in env.outcomes:
                 learner.buffer.add(o.obs, o.action, o.reward)
@@ -151,6 +158,7 @@ def run_episode(env: AllocationEnv, policy: Any, learner: DDPG | None, opts: Tra
         "slots": slots, "reward_per_slot": reward / slots, "total_qoe_per_slot": qoe / slots,
         "mean_qoe": qoe / rated if rated else math.nan, "requests_rated": rated,
         "energy_j_per_slot": energy / slots, "over_budget_j_per_slot": over / slots,
+        "device_energy_j_per_slot": device / slots, "mean_wait_s": wait / delivered if delivered else math.nan,
         "mean_steps": steps / delivered if delivered else math.nan,
         "mean_power_w": power / delivered if delivered else math.nan,
         "transitions": learner.buffer.size if learner else 0,

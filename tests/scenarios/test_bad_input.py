@@ -5,6 +5,7 @@ traceback, and nothing already written changed. (Scenario field values: test_loa
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from policies.ddpg import DDPG
 from scenarios import cli, fit_feedback, train
 from tests.shipped import ROOT, silent_copy
 
@@ -39,7 +41,16 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "checkpoint: checkpoints/gddpg_city_block.pt", f"checkpoint: {root / 'broken.pt'}", 1))
     (root / "no_start.yaml").write_text(silent.read_text().replace(
         "learned_start: feedback_fits/city_block.json", "learned_start: null", 1))
+    DDPG(obs_dim=6, seed=0).save(root / "old_layout.pt")        # the observation rows before traits were seen
+    (root / "old_fit.json").write_text(json.dumps({"format": "aigcsim-feedback-fit/1", "features": 30,
+                                                   "weights": [0.0] * 30}))
+    (root / "old_fit.yaml").write_text(silent.read_text().replace(
+        "learned_start: feedback_fits/city_block.json", f"learned_start: {root / 'old_fit.json'}", 1))
+    for name, value in (("negative_weight", "-0.01"), ("nan_weight", ".nan")):
+        (root / f"{name}.yaml").write_text(silent.read_text().replace(
+            "device_energy_weight: 0.005", f"device_energy_weight: {value}", 1))
     assert "learned_start: nowhere" in (root / "no_fit.yaml").read_text()
+    assert "device_energy_weight: -0.01" in (root / "negative_weight.yaml").read_text()
     assert "broken.pt" in (root / "bad_ckpt.yaml").read_text()
     return root
 
@@ -65,6 +76,12 @@ CASES = [
     ("scenarios", "run", "give a scenario FILE"),
     ("scenarios", "run {w}/no_fit.yaml --policy optimum --out {w}/n1", "learned_start"),
     ("scenarios", "run {w}/bad_ckpt.yaml --out {w}/n2", "corrupted"),
+    ("scenarios", "run {w}/city_block.yaml --policy ddpg --checkpoint {w}/old_layout.pt --out {w}/n6",
+     "another observation layout; retrain it"),
+    ("scenarios", "run {w}/old_fit.yaml --out {w}/n7", "made for other features"),
+    ("scenarios", "run {w}/negative_weight.yaml --out {w}/n8", "device_energy_weight"),
+    ("scenarios", "run {w}/nan_weight.yaml --out {w}/n9", "device_energy_weight"),
+    ("train", "{w}/old_fit.yaml --feedback frozen --out {w}/n10", "made for other features"),
     ("scenarios", "sweep {w}/city_block.yaml --seeds 0", "a count of seeds is 1 to 10000"),
     ("scenarios", "sweep {w}/city_block.yaml --seeds 1,x", "give a count"),
     ("scenarios", "sweep {w}/city_block.yaml --seeds 2,2", "distinct"),

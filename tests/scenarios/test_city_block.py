@@ -53,7 +53,9 @@ def test_smoke_city_block_seed_42(tmp_path: Path) -> None:
     assert len(valid) == len(requests)
     assert all(r["feedback_text"].strip() and 1 <= int(r["rating"]) <= 5 for r in valid)
     assert all(0.0 <= float(r["qoe"]) <= 1.0 for r in valid)
-    assert sum(float(r["total_qoe"]) for r in slots) == pytest.approx(sum(float(r["qoe"]) for r in valid))
+    # requests.csv also holds the requests finished after the last slot (no new requests then)
+    in_slots = [r for r in valid if int(r["finished_slot"]) <= 40]
+    assert sum(float(r["total_qoe"]) for r in slots) == pytest.approx(sum(float(r["qoe"]) for r in in_slots))
     saved = yaml.safe_load((out / "config.yaml").read_text())
     assert saved["seed"] == 42 and saved["slots"] == 40
     shipped_cfg = load_scenario(CITY_BLOCK)
@@ -71,6 +73,31 @@ def test_same_seed_same_metrics_other_seed_differs(tmp_path: Path) -> None:
     assert a == b
     assert a != c
     assert (tmp_path / "a" / "slots.csv").read_text() == (tmp_path / "b" / "slots.csv").read_text()
+
+
+FROZEN = {"mode": "learned", "learned_live_share": 0.0}    # the shipped persona-feedback fit answers, no LLM
+
+
+def test_a_run_finishes_the_requests_in_flight(tmp_path: Path) -> None:
+    """After the last slot nobody asks for more, and the clock runs on until every request is answered."""
+    result = run_scenario(shipped({"feedback": FROZEN}), steps=8, seed=5, out=tmp_path / "r", log=lambda line: None)
+    slots, requests = rows(tmp_path / "r" / "slots.csv"), rows(tmp_path / "r" / "requests.csv")
+    assert [int(r["slot"]) for r in slots] == list(range(1, 9)) and result.slots == 8
+    issued = sum(int(r["requests_issued"]) for r in slots)
+    assert issued > 0 and len(requests) == issued == result.requests_rated   # every one of them answered
+    assert all(r["state"] == "rated" for r in requests)
+    assert any(int(r["finished_slot"]) > 8 for r in requests)                 # some only after the last slot
+
+
+def test_the_shipped_base_station_uses_the_gpu_and_rates_within_five_slots(tmp_path: Path) -> None:
+    """The default scenario's trained G-DDPG, a short run: GPU batches run and two requests or more are rated."""
+    cfg = shipped({"feedback": FROZEN, "base_station": {"policy": "gddpg",
+                                                        "checkpoint": "checkpoints/gddpg_city_block.pt"}})
+    result = run_scenario(cfg, steps=5, out=tmp_path / "r", log=lambda line: None)
+    requests = rows(tmp_path / "r" / "requests.csv")
+    assert result.requests_rated >= 2
+    assert any(int(r["server_steps"]) > 0 and r["server"] == "edge-0" for r in requests)
+    assert max(int(r["batch_size"]) for r in requests) >= 1
 
 
 def test_run_and_validate_any_file(tmp_path: Path) -> None:

@@ -137,13 +137,15 @@ def sharing_table(model, judge, steps: int = SHARING_STEPS, fractions=FRACTIONS,
 
 
 def format_table(rows: list[dict], columns: tuple[str, ...], width: int = 11) -> str:
-    head = "".join(f"{c:>{width}}" for c in columns)
+    """Right-aligned columns, each at least `width` wide and one space wider than its name."""
+    widths = [max(width, len(c) + 1) for c in columns]
+    head = "".join(f"{c:>{w}}" for c, w in zip(columns, widths))
     lines = [head, "-" * len(head)]
     for row in rows:
         cells = []
-        for c in columns:
+        for c, w in zip(columns, widths):
             v = row[c]
-            cells.append(f"{v:>{width}.3f}" if isinstance(v, float) else f"{v!s:>{width}}")
+            cells.append(f"{v:>{w}.3f}" if isinstance(v, float) else f"{v!s:>{w}}")
         lines.append("".join(cells))
     return "\n".join(lines)
 
