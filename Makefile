@@ -28,12 +28,12 @@ bench: setup
 	$(PY) benchmarks/gddpg_vs_ddpg.py
 	$(PY) benchmarks/scaling.py
 
-# Refit the city block's persona-feedback model from real LLM answers (about 5 min on 2 cores).
+# Refit the city block's persona-feedback model from real LLM answers (about 25 min on 2 cores).
 feedback-fit: setup
-	$(PY) -m scenarios.fit_feedback city_block --slots 300 --out scenarios/feedback_fits/city_block.json --force
+	$(PY) -m scenarios.fit_feedback city_block --slots 400 --out scenarios/feedback_fits/city_block.json --force
 	$(MAKE) shipped-sums
 
-# Retrain the city block's shipped G-DDPG base station (about 2 min on 2 cores).
+# Retrain the city block's shipped G-DDPG base station (about 4 min on 2 cores).
 checkpoint: setup
 	$(PY) -m scenarios.train city_block --policy gddpg --episodes 100 --seed 0 --feedback frozen --out runs/train-city_block-gddpg-seed0 --force --no-progress
 	cp runs/train-city_block-gddpg-seed0/policy.pt scenarios/checkpoints/gddpg_city_block.pt

@@ -74,16 +74,16 @@ def run_policy(path: Path, policy: str, checkpoint: Path | None, seeds: int) -> 
 
 def table(policy: str, rows: list[dict[str, float]]) -> list[str]:
     lines = [f"{policy}: {len(rows)} rated requests",
-             f"  {'group':<24} {'n':>4} {'steps':>6} {'GPU share':>9} {'power W':>8} {'wait s':>7} {'phone J':>8} "
+             f"  {'group':<40} {'n':>4} {'steps':>6} {'GPU share':>9} {'power W':>8} {'wait s':>7} {'phone J':>8} "
              f"{'QoE':>6}"]
     for trait, high, low in GROUPS:
         for name, chosen in ((f"{high} ({trait} >= 0.5)", [r for r in rows if r[trait] >= 0.5]),
                              (f"{low} ({trait} < 0.5)", [r for r in rows if r[trait] < 0.5])):
             if not chosen:
-                lines.append(f"  {name:<24} {0:>4}")
+                lines.append(f"  {name:<40} {0:>4}")
                 continue
             m = {c: float(np.mean([r[c] for r in chosen])) for c in COLUMNS}
-            lines.append(f"  {name:<24} {len(chosen):>4} {m['steps']:>6.1f} {m['gpu_share']:>9.2f} "
+            lines.append(f"  {name:<40} {len(chosen):>4} {m['steps']:>6.1f} {m['gpu_share']:>9.2f} "
                          f"{m['power_w']:>8.2f} {m['wait_s']:>7.1f} {m['phone_j']:>8.1f} {m['qoe']:>6.3f}")
     return lines
 

@@ -35,7 +35,7 @@ import numpy as np
 import yaml
 from pydantic import ValidationError
 
-from agents.base_station import AllocationPolicy
+from agents.base_station import ACTION_FEATURES, OBS_FEATURES, AllocationPolicy
 from agents.feedback import Delivery, Feedback
 from agents.persona import TRAITS, Persona
 from agents.request import ImageRequest
@@ -82,6 +82,11 @@ def make_policy(cfg: ScenarioConfig, seed: int,
             learner, _ = LEARNERS[name].from_checkpoint(path)
         except CheckpointError as exc:
             raise ScenarioError(f"base_station.checkpoint: {exc}") from None
+        if learner.obs_dim != len(OBS_FEATURES) or learner.act_dim != len(ACTION_FEATURES):
+            raise ScenarioError(f"base_station.checkpoint: '{path}' observes {learner.obs_dim} values and acts on "
+                                f"{learner.act_dim}; the base station gives {len(OBS_FEATURES)} and takes "
+                                f"{len(ACTION_FEATURES)}: it was made for another observation layout; retrain it with "
+                                f"`python -m scenarios.train SCENARIO --policy {name}`")
         return learner
     if name == "greedy":
         return GreedyPolicy(cfg)

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import torch
 
 from policies.ddpg import DDPG
 from scenarios import cli, fit_feedback, train
@@ -41,7 +42,10 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "checkpoint: checkpoints/gddpg_city_block.pt", f"checkpoint: {root / 'broken.pt'}", 1))
     (root / "no_start.yaml").write_text(silent.read_text().replace(
         "learned_start: feedback_fits/city_block.json", "learned_start: null", 1))
-    DDPG(obs_dim=6, seed=0).save(root / "old_layout.pt")        # the observation rows before traits were seen
+    # a checkpoint of the observation rows before the base station saw traits, clusters and the GPU queue
+    old = DDPG(obs_dim=6, seed=0).state_dict()
+    old["obs_features"] = ["gain_db", "distance_m", "gpu_backlog_s", "age_s", "user_qoe", "slot_requests"]
+    torch.save(old, root / "old_layout.pt")
     (root / "old_fit.json").write_text(json.dumps({"format": "aigcsim-feedback-fit/1", "features": 30,
                                                    "weights": [0.0] * 30}))
     (root / "old_fit.yaml").write_text(silent.read_text().replace(

@@ -184,7 +184,7 @@ def test_unreachable_ollama_exits_2_with_what_to_do(tmp_path: Path) -> None:
         port = s.getsockname()[1]
     path = tmp_path / "ollama.yaml"
     path.write_text(CITY_BLOCK.read_text().replace("    backend: embedded", "    backend: ollama", 1)
-                    .replace("    ollama_model: qwen2.5:0.5b", f"    ollama_model: qwen2.5:0.5b\n"
+                    .replace("    ollama_model: qwen2.5:3b", f"    ollama_model: qwen2.5:3b\n"
                                                               f"    ollama_host: http://127.0.0.1:{port}", 1))
     done = cli("scenarios", "run", str(path), "--steps", "3", "--out", str(tmp_path / "r"))
     assert done.returncode == 2 and "Traceback" not in done.stderr
