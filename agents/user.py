@@ -119,7 +119,8 @@ class MobileUser(mesa.Agent):
         env, rng = self.model.env, self.model.rng
         while True:
             yield env.timeout(rng.exponential(1.0 / self.request_rate_per_s))
-            self.request_image()
+            if not self.model.closing:
+                self.request_image()
 
     def request_image(self) -> ImageRequest:
         """Ask the base station for an image with a prompt from the catalog."""

@@ -75,6 +75,7 @@ class CityBlock(mesa.Model):
         self.completed: list[ImageRequest] = []       # requests finished (rated, or delivered to a silent user)
         self.booked: list[tuple[ImageRequest, float]] = []   # energy spent for each request during the current slot, J
         self.in_flight = 0
+        self.closing = False        # True: users ask for nothing more; requests in flight are still finished
 
         bs = cfg.base_station
         self.base_station = BaseStation(
