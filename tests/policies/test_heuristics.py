@@ -15,7 +15,7 @@ from policies.heuristics import FixedPolicy, GreedyPolicy, OptimumPolicy, Random
 from tests.shipped import merged, shipped
 from world.city import CityBlock
 from world.config import ScenarioConfig
-from world.feedback_model import LearnedFeedback, features
+from world.feedback_model import FEATURE_NAMES, LearnedFeedback
 from world.radio import shannon_rate_bps
 
 
@@ -196,24 +196,19 @@ def test_greedy_refuses_malformed_observations(cfg: ScenarioConfig) -> None:
 
 # --- OptimumPolicy ------------------------------------------------------------------------------------------
 
-SEEN = ("sharpness", "fidelity", "log_wait", "steps")       # the delivery attributes of `features`, in order
-
-
 def hand_made_weights(intercept: float = 1.0, **terms: float) -> np.ndarray:
-    """Weights of the learned persona-feedback model by name: 'sharpness', 'neuroticism',
-    'neuroticism_x_log_wait', ... (traits, delivery attributes, trait x attribute products)."""
-    size = len(features(Persona("x", BigFive(0.5, 0.5, 0.5, 0.5, 0.5)), Delivery("x", 1, 0.5, 0.5, 1.0)))
-    names = ["intercept", *TRAITS, *SEEN, *(f"{t}_x_{s}" for t in TRAITS for s in SEEN)]
-    assert len(names) == size, "the layout of world.feedback_model.features changed"
-    w = np.zeros(size)
+    """Weights of the learned persona-feedback model by feature name (`world.feedback_model.FEATURE_NAMES`:
+    'look', 'neuroticism', 'neuroticism*wait_a_bit_long', ...)."""
+    w = np.zeros(len(FEATURE_NAMES))
     w[0] = intercept
     for name, value in terms.items():
-        w[names.index(name)] = value
+        w[FEATURE_NAMES.index(name)] = value
     return w
 
 
-# rewards a sharp, faithful, many-step image, penalises the log of the wait, and neurotic users more so
-WEIGHTS = hand_made_weights(1.0, sharpness=2.0, fidelity=1.0, log_wait=-1.0, steps=1.5, neuroticism_x_log_wait=-1.0)
+# rewards a sharp, faithful image, penalises a long wait, and neurotic users more so (rating points)
+WEIGHTS = hand_made_weights(1.0, look=2.0, match=1.0, wait_a_bit_long=-0.5, wait_very_long=-1.0,
+                            **{"neuroticism*wait_a_bit_long": -1.0, "neuroticism*wait_very_long": -1.0})
 
 
 def learned(weights: np.ndarray = WEIGHTS) -> LearnedFeedback:
@@ -282,23 +277,24 @@ def test_optimum_beats_fixed_and_random_grid_actions_on_its_own_predictor() -> N
                for r, a, f in zip(requests, action, fixed))
 
 
-def test_optimum_stops_at_the_share_when_the_penalty_is_steep_and_maxes_out_when_energy_is_free() -> None:
-    # a user who values steps as such (the shipped quality table is flat from 5 steps on) and barely minds waiting
-    keen = hand_made_weights(1.0, steps=2.0, log_wait=-0.1)
+def test_optimum_buys_the_sharp_look_within_the_share_when_the_penalty_is_steep() -> None:
+    # a user for whom only the look counts: "sharp" from about 35 steps with the shipped quality table
+    keen = hand_made_weights(1.0, look=4.0)      # "sharp" rates 4, "clean but a bit grainy" 3
     steep = block({"base_station": {"energy_penalty": 10.0, "energy_budget_j_per_slot": 300.0}})
-    free = block({"base_station": {"energy_budget_j_per_slot": 1e9}})
+    free = block({"base_station": {"energy_budget_j_per_slot": 1e9, "device_energy_weight": 0.0}})
     for model in (steep, free):
         optimum = OptimumPolicy(model.cfg, learned(keen))
         optimum.bind(model)
         requests = asked(model, 3)
         action = optimum.predict(model.base_station.observe(requests))
         chosen = [optimum.forecast(r, a) for r, a in zip(requests, action)]
-        if model is steep:      # 300 J pays 33 GPU steps at 9 J; the phone's steps cost the operator nothing
-            assert all(c.energy_j <= share_j(model.cfg) for c in chosen)
-            assert all(c.steps == 50 and 0 < c.server_steps * 9.0 <= share_j(model.cfg) < c.steps * 9.0
+        assert all(c.sharpness >= 0.85 for c in chosen), [c.steps for c in chosen]     # the look it pays for
+        if model is steep:      # 300 J pays 33 GPU steps at 9 J: the rest of the 35 or more go to the phone
+            assert all(c.energy_j <= share_j(model.cfg) < c.steps * 9.0 for c in chosen)
+            assert all(c.device_steps > 0 and c.device_energy_j == c.device_steps * model.cfg.phone.step_energy_j
                        for c in chosen)
-        else:                   # more steps pay, full power costs nothing and waits less, phone steps only wait
-            np.testing.assert_array_equal(action, np.ones((3, 3)))
+        else:                   # energy costs nothing: no reason to leave the GPU
+            assert all(c.device_steps == 0 for c in chosen)
 
 
 def test_optimum_finer_grid_never_does_worse() -> None:
@@ -315,12 +311,15 @@ def test_optimum_finer_grid_never_does_worse() -> None:
 
 def test_optimum_persona_changes_the_choice() -> None:
     """A user who hates waiting gets fewer steps than one who does not mind (the policy reads the persona)."""
-    model = block({"users": {"population": {"personas": [
+    # 200 J pays 22 GPU steps: the sharp look (about 35 steps or more) needs the phone, which takes its time
+    model = block({"base_station": {"energy_budget_j_per_slot": 200.0, "device_energy_weight": 0.001},
+                   "users": {"population": {"personas": [
         {"name": "Calm", "openness": 0.5, "conscientiousness": 0.5, "extraversion": 0.5, "agreeableness": 0.5,
          "neuroticism": 0.0},
         {"name": "Edgy", "openness": 0.5, "conscientiousness": 0.5, "extraversion": 0.5, "agreeableness": 0.5,
          "neuroticism": 1.0}]}}})
-    weights = hand_made_weights(3.0, sharpness=1.0, steps=0.5, neuroticism_x_log_wait=-8.0)
+    weights = hand_made_weights(1.0, look=4.0, **{"neuroticism*wait_a_bit_long": -2.0,
+                                                  "neuroticism*wait_very_long": -2.0})
     optimum = OptimumPolicy(model.cfg, learned(weights), steps_grid=46)
     optimum.bind(model)
     calm, edgy = asked(model, 2)

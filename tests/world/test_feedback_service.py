@@ -157,3 +157,18 @@ def test_median_latency_is_over_the_latest_calls() -> None:
     assert stats.median_latency_s() == 1.0
     stats.latencies_s.extend([9.0] * LATENCY_WINDOW)     # a long run keeps only the window
     assert len(stats.latencies_s) == LATENCY_WINDOW and stats.median_latency_s() == 9.0
+
+
+def test_fit_features_are_what_the_persona_is_told() -> None:
+    """The regressor reads the words the persona got (look, match, wait steps) and their products with traits."""
+    from agents.persona import BigFive, Persona
+    from world.feedback_model import FEATURE_NAMES, features
+
+    persona = Persona("x", BigFive(0.1, 0.2, 0.3, 0.4, 0.9))
+    row = dict(zip(FEATURE_NAMES, features(persona, Delivery("a red circle", 20, 0.9, 0.75, 10.0))))
+    assert row["intercept"] == 1.0 and row["neuroticism"] == 0.9
+    assert (row["look"], row["match"]) == pytest.approx((3 / 4, 2 / 3))          # "sharp", "mostly what I asked for"
+    assert (row["wait_a_bit_long"], row["wait_very_long"]) == (1.0, 0.0)       # 10 s: "a bit long"
+    assert row["neuroticism*wait_a_bit_long"] == pytest.approx(0.9) and row["openness*look"] == pytest.approx(0.075)
+    slow = dict(zip(FEATURE_NAMES, features(persona, Delivery("a red circle", 20, 0.9, 0.75, 20.0))))
+    assert (slow["wait_a_bit_long"], slow["wait_very_long"]) == (1.0, 1.0)
