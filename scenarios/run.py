@@ -528,7 +528,7 @@ def finish_in_flight(model: CityBlock, writer: RunWriter, tally: _Tally,
     (at most FINISH_S). The requests it finishes go into requests.csv (finished_slot after the run's last
     slot); slots.csv keeps the run's own slots, so a run can still be resumed to more of them."""
     steps = model.slot
-    log(f"slot {steps}: no new requests; finishing the {model.in_flight} in flight")
+    log(f"finishing: no new requests after slot {steps}; {model.in_flight} in flight")
     model.closing = True
     f, fields = writer.requests
     while model.in_flight and (model.slot - steps) * model.slot_s < FINISH_S:

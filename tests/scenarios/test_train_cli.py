@@ -130,8 +130,10 @@ def test_shipped_city_block_runs_its_trained_g_ddpg(tmp_path: Path) -> None:
     station = seen[-1]
     assert isinstance(station.policy, GDDPG) and station.deterministic
     shipped_actor, _ = GDDPG.from_checkpoint(CITY_BLOCK.parent / "checkpoints" / "gddpg_city_block.pt")
+    # gain, distance, backlog, age, recent QoE, requests this slot, five traits, cluster size, GPU queue
     probe = np.column_stack([np.linspace(-110, -60, 9), np.linspace(20, 280, 9), np.zeros(9), np.full(9, 0.5),
-                             np.linspace(0.2, 0.9, 9), np.ones(9)])
+                             np.linspace(0.2, 0.9, 9), np.ones(9), *(np.linspace(0.1, 0.9, 9) for _ in range(5)),
+                             np.ones(9), np.zeros(9)])
     np.testing.assert_array_equal(station.policy.predict(probe), shipped_actor.predict(probe))
 
 

@@ -79,7 +79,7 @@ class FaultServer:
         paths: every request received, as "METHOD /path".
     """
 
-    def __init__(self, model: str = "qwen2.5:0.5b", answer: str = VALID_ANSWER, stall_s: float = 30.0) -> None:
+    def __init__(self, model: str = "qwen2.5:3b", answer: str = VALID_ANSWER, stall_s: float = 30.0) -> None:
         self.model = model
         self.answer = answer
         self.stall_s = stall_s

@@ -16,7 +16,7 @@ from agents.feedback import Delivery
 from agents.persona import BigFive, Persona
 from world.feedback import LATENCY_WINDOW, FeedbackCache, FeedbackPool, FeedbackStats
 from tests.world.scripted import ScriptedBackend
-from world.feedback_model import LearnedFeedback, spearman
+from world.feedback_model import LearnedFeedback, features, spearman
 
 ANA = Persona("Ana", BigFive(0.5, 0.9, 0.5, 0.2, 0.9))
 BEN = Persona("Ben", BigFive(0.5, 0.1, 0.5, 0.9, 0.1))
@@ -130,21 +130,24 @@ def test_learned_model_waits_for_enough_pairs() -> None:
 def test_learned_model_keeps_the_newest_pairs_up_to_max_pairs() -> None:
     learned = LearnedFeedback(FeedbackPool([ScriptedBackend()], "scripted", {}, None), np.random.default_rng(0),
                               live_share=0.1, min_pairs=5, max_pairs=20)
+    rows, scores = [], []
     for k in range(50):                         # the k-th answer is to an image that waited k seconds
         d = delivery(sharpness=0.5 + k / 100, wait_s=float(k))
-        learned.learn(BEN, d, learned.submit(BEN, d).result())
+        answer = learned.submit(BEN, d).result()
+        learned.learn(BEN, d, answer)
+        rows.append(features(BEN, d).tolist())
+        scores.append(answer.score)
     learned.refresh()
     assert learned.pairs == 20 and learned.agreement["pairs"] == 20
     state = learned.state()
-    waits = np.expm1(np.array(state["x"])[:, 8])          # feature 8 is log1p(wait_s)
-    assert waits == pytest.approx(np.arange(30, 50))
+    assert state["x"] == rows[30:] and state["y"] == scores[30:]          # the newest 20, in order
     again = LearnedFeedback(None, np.random.default_rng(9), 0.0, 5, start=learned.weights)
     again.restore(state)                        # the same pairs: the same refit
     again.refresh()
     assert np.allclose(again.weights, learned.weights)
     fewer = LearnedFeedback(None, np.random.default_rng(9), 0.0, 5, start=learned.weights, max_pairs=10)
     fewer.restore(state)                        # a model that keeps fewer goes on with the newest
-    assert np.expm1(np.array(fewer.state()["x"])[:, 8]) == pytest.approx(np.arange(40, 50))
+    assert fewer.state()["x"] == rows[40:] and fewer.state()["y"] == scores[40:]
     with pytest.raises(ValueError, match="max_pairs"):
         LearnedFeedback(None, np.random.default_rng(0), 0.0, 30, start=learned.weights, max_pairs=10)
     learned.close()

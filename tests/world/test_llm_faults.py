@@ -238,7 +238,10 @@ class Program:
         return rows(self.out / "slots.csv")
 
     def requests(self) -> list[dict[str, str]]:
-        return rows(self.out / "requests.csv")
+        """The requests finished within the run's slots (those finished after its last slot, while the clock
+        ran on without new requests, are in requests.csv too, but not in slots.csv's counts)."""
+        last = len(self.slots())
+        return [r for r in rows(self.out / "requests.csv") if int(r["finished_slot"]) <= last]
 
     def ended(self) -> dict[str, object]:
         return json.loads((self.out / "run.json").read_text())
