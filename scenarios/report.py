@@ -414,11 +414,17 @@ def summary_rows(slots: list[dict[str, str]], requests: list[dict[str, str]], us
     rows = [("policy", policy)]
     speed = f", {wall_s:.2f} s wall ({n / wall_s:,.1f} slots/s)" if wall_s else ""
     rows.append(("slots", f"{n} ({time_s:,.0f} s simulated{speed})"))
-    rows.append(("requests", f"{int(total('requests_issued'))} issued, {int(total('requests_delivered'))} delivered, "
-                             f"{int(total('requests_rated') - total('feedback_failed'))} answered"
-                             + (f" ({int(total('feedback_failed'))} more got no answer: the model failed)"
-                                if total("feedback_failed") else "")
-                             + f", {int(num(last['in_flight']))} still in flight"))
+    # requests the run finished after its last slot (the clock ran on, nobody asked for more): not in slots.csv
+    after = [r for r in requests if r.get("finished_slot", "").isdigit() and int(r["finished_slot"]) > n]
+    late_delivered = sum(1 for r in after if num(r["delivered_s"]) > time_s)
+    late_failed = sum(1 for r in after if r["feedback_failed"] == "True")
+    failed = int(total("feedback_failed")) + late_failed
+    answered = int(total("requests_rated") - total("feedback_failed")) + len(after) - late_failed
+    rows.append(("requests", f"{int(total('requests_issued'))} issued, "
+                             f"{int(total('requests_delivered')) + late_delivered} delivered, {answered} answered"
+                             + (f" ({len(after)} after the last slot, with no new requests)" if after else "")
+                             + (f" ({failed} more got no answer: the model failed)" if failed else "")
+                             + f", {int(num(last['in_flight'])) - len(after)} still in flight"))
     if waits:
         rows.append(("wait", f"mean {np.mean(waits):.2f} s, median {np.median(waits):.2f} s, "
                              f"95th percentile {np.percentile(waits, 95):.2f} s"))
