@@ -65,6 +65,20 @@ POLICIES = ("gddpg", "ddpg", "greedy", "optimum", "fixed", "random")   # what ba
 LEARNERS = {"gddpg": GDDPG, "ddpg": DDPG}
 
 
+def start_fit(cfg: ScenarioConfig) -> np.ndarray | None:
+    """The weights of the scenario's `feedback.learned_start` fit, checked; None when it names none.
+
+    Raises:
+        ScenarioError: the fit is missing, unreadable or made for other features.
+    """
+    if not cfg.feedback.learned_start:
+        return None
+    try:
+        return load_fit(resolve_shipped(cfg.feedback.learned_start, "feedback.learned_start"))
+    except FeedbackFitError as exc:
+        raise ScenarioError(f"feedback.learned_start: {exc}") from None
+
+
 def make_policy(cfg: ScenarioConfig, seed: int,
                 feedback: FeedbackPool | LearnedFeedback | None = None) -> AllocationPolicy:
     """The base station's policy named in the scenario.
@@ -95,10 +109,7 @@ def make_policy(cfg: ScenarioConfig, seed: int,
             if not cfg.feedback.learned_start:
                 raise ScenarioError("policy 'optimum' plans on the learned persona-feedback model: set "
                                     "feedback.learned_start (make a fit with `python -m scenarios.fit_feedback`)")
-            try:
-                start = load_fit(resolve_shipped(cfg.feedback.learned_start, "feedback.learned_start"))
-            except FeedbackFitError as exc:
-                raise ScenarioError(f"feedback.learned_start: {exc}") from None
+            start = start_fit(cfg)
             feedback = LearnedFeedback(None, np.random.default_rng([seed, 3]), 0.0, 30, start=start)
         return OptimumPolicy(cfg, feedback)
     if name == "random":
@@ -137,12 +148,7 @@ def make_feedback(cfg: ScenarioConfig, seed: int, recorded: RecordedAnswers | No
     fcfg = cfg.feedback
     if fcfg.mode == "silent":
         return None, lambda: None
-    start = None
-    if fcfg.learned_start:
-        try:
-            start = load_fit(resolve_shipped(fcfg.learned_start, "feedback.learned_start"))
-        except FeedbackFitError as exc:
-            raise ScenarioError(f"feedback.learned_start: {exc}") from None
+    start = start_fit(cfg)
     if fcfg.mode == "learned" and start is not None and fcfg.learned_live_share == 0:
         frozen = LearnedFeedback(None, np.random.default_rng([seed, 2]), 0.0, fcfg.learned_min_pairs, start=start)
         return frozen, frozen.close
@@ -284,11 +290,15 @@ class RunWriter:
 
         Each table gets one write and a flush, so an interruption leaves whole rows.
         """
-        f, fields = self.requests
-        f.write(_csv_text([{**r.as_record(), "finished_slot": model.slot} for r in model.completed], fields))
-        f.flush()
+        self.write_requests(model)
         f, fields = self.slots
         f.write(_csv_text([model.slot_metrics], fields))
+        f.flush()
+
+    def write_requests(self, model: CityBlock) -> None:
+        """The requests finished in the slot just run (one write and a flush)."""
+        f, fields = self.requests
+        f.write(_csv_text([{**r.as_record(), "finished_slot": model.slot} for r in model.completed], fields))
         f.flush()
 
     def close(self) -> None:
@@ -413,11 +423,7 @@ def run_scenario(cfg: ScenarioConfig, steps: int | None = None, seed: int | None
     cfg = with_seed_and_slots(cfg, seed, steps)
     # a bad checkpoint or fit is refused before the run folder is touched ('optimum' needs the feedback first)
     policy = make_policy(cfg, seed) if cfg.base_station.policy != "optimum" else None
-    if cfg.feedback.learned_start:
-        try:
-            load_fit(resolve_shipped(cfg.feedback.learned_start, "feedback.learned_start"))
-        except FeedbackFitError as exc:
-            raise ScenarioError(f"feedback.learned_start: {exc}") from None
+    start_fit(cfg)
     recorded: list[dict[str, str]] = []
     answers: RecordedAnswers | None = None
     if resume:
@@ -530,11 +536,9 @@ def finish_in_flight(model: CityBlock, writer: RunWriter, tally: _Tally,
     steps = model.slot
     log(f"finishing: no new requests after slot {steps}; {model.in_flight} in flight")
     model.closing = True
-    f, fields = writer.requests
     while model.in_flight and (model.slot - steps) * model.slot_s < FINISH_S:
         model.step()
-        f.write(_csv_text([{**r.as_record(), "finished_slot": model.slot} for r in model.completed], fields))
-        f.flush()
+        writer.write_requests(model)
         tally.add(model)
         if observer is not None:
             observer(model)

@@ -45,10 +45,10 @@ from policies.env import AllocationEnv
 from policies.gddpg import action_spread
 from scenarios.cli import Parser, EXIT_INTERRUPTED, _positive, _seed, add_debug_option, guarded, scenario_path
 from scenarios.loader import ScenarioError, load_scenario
-from scenarios.run import LEARNERS, POLICIES, make_feedback, make_policy, resolve_shipped
+from scenarios.run import LEARNERS, POLICIES, make_feedback, make_policy, start_fit
 from world.files import write_atomic
 from world.config import ScenarioConfig
-from world.feedback_model import FeedbackFitError, LearnedFeedback, load_fit
+from world.feedback_model import LearnedFeedback
 
 FEEDBACK = ("learned", "frozen", "live")
 CURVE_FIELDS = ("episode", "slots", "reward_per_slot", "total_qoe_per_slot", "mean_qoe", "requests_rated",
@@ -216,11 +216,7 @@ def train(path: Path, opts: TrainOptions, out: Path, resume: bool = False, force
     """
     torch.set_num_threads(opts.threads)
     cfg = training_config(load_scenario(path), opts)
-    if cfg.feedback.learned_start:      # a fit for other features is refused before the run folder is touched
-        try:
-            load_fit(resolve_shipped(cfg.feedback.learned_start, "feedback.learned_start"))
-        except FeedbackFitError as exc:
-            raise ScenarioError(f"feedback.learned_start: {exc}") from None
+    start_fit(cfg)      # a fit for other features is refused before the run folder is touched
     last = out / "checkpoints" / "last.pt"
     learner: DDPG | None = None
     start_episode = 0
