@@ -27,6 +27,12 @@ OBS_FEATURES = (
     "gpu_waiting",      # requests queued on the least loaded GPU, not yet started, count
 )
 TRAIT_COLUMNS = slice(OBS_FEATURES.index("openness"), OBS_FEATURES.index("neuroticism") + 1)
+# Fixed standardisation of OBS_FEATURES, (value - OBS_CENTER) / OBS_SCALE: a typical request lands near 0 with
+# a spread near 1 (gain -90 dB +- 15, distance 150 m +- 100, ...). Fixed, not running statistics, so a trained
+# policy means the same on any run; the learners and `policies.library` scale with it.
+OBS_CENTER = np.array([-90.0, 150.0, 0.0, 0.5, 0.5, 1.0, *[0.5] * 5, 1.0, 0.0], dtype=np.float32)
+OBS_SCALE = np.array([15.0, 100.0, 2.0, 0.5, 0.25, 2.0, *[0.25] * 5, 2.0, 4.0], dtype=np.float32)
+assert len(OBS_CENTER) == len(OBS_FEATURES) == len(OBS_SCALE)
 # Per-request action row (what the policy returns), each in [0, 1], in this order.
 ACTION_FEATURES = (
     "steps",            # 0 -> min_steps, 1 -> max_steps

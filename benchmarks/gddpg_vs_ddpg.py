@@ -1,11 +1,15 @@
 """G-DDPG against DDPG and the heuristics on one scenario, with the same feedback for all.
 
     python benchmarks/gddpg_vs_ddpg.py [--scenario city_block] [--episodes 100] [--seeds 5] [--workers 2]
+                                      [--policies gddpg,ddpg,sb3-td3,...]
 
 Every policy is trained (or, for a heuristic, run) for the same episodes with 5 seeds through
 `scenarios.train`, with `--feedback frozen`: the scenario's persona-feedback model, fitted on
 real LLM answers (`scenarios/feedback_fits/`), rates every delivery, so every policy and seed
 is judged by the same users. Images are profiled from the real model's measured quality tables.
+Stable-Baselines3's TD3 and SAC (`sb3-td3`, `sb3-sac`; the `sb3` extra) train on the same per-request
+transitions with the same budget (`policies.sb3.SB3Learner`): the same episodes and blocks (`episode_seed`),
+random actions for the first 256 rated requests, 2 gradient steps per rated request, SB3's defaults otherwise.
 
 Prints, per policy, the mean over seeds of the last 20% of episodes: total QoE per slot (with a
 95% confidence interval over seeds, Student t), reward per slot, service energy per slot, energy
@@ -30,8 +34,7 @@ sys.path.insert(0, str(ROOT))
 from scenarios.report import ci95  # noqa: E402  # the repository root is on the path from here
 from scenarios.train import tail_mean  # noqa: E402
 
-POLICIES = ("gddpg", "ddpg", "greedy", "fixed", "random", "optimum")
-# two-sided 95% Student t quantiles by degrees of freedom
+POLICIES = ("gddpg", "ddpg", "sb3-td3", "sb3-sac", "greedy", "fixed", "random", "optimum")
 
 
 def one_run(args: tuple[str, str, int, int, str]) -> tuple[str, int, list[dict[str, float]], float]:
@@ -40,9 +43,34 @@ def one_run(args: tuple[str, str, int, int, str]) -> tuple[str, int, list[dict[s
     from scenarios.train import TrainOptions, train
 
     started = time.perf_counter()
-    opts = TrainOptions(policy=policy, episodes=episodes, seed=seed, feedback="frozen")
-    curve = train(scenario_path(scenario), opts, Path(out) / f"{policy}-seed{seed}", force=True)
+    if policy.startswith("sb3-"):
+        curve = sb3_run(scenario_path(scenario), policy.removeprefix("sb3-"), seed, episodes)
+    else:
+        opts = TrainOptions(policy=policy, episodes=episodes, seed=seed, feedback="frozen")
+        curve = train(scenario_path(scenario), opts, Path(out) / f"{policy}-seed{seed}", force=True)
     return policy, seed, curve, time.perf_counter() - started
+
+
+def sb3_run(path: Path, algorithm: str, seed: int, episodes: int) -> list[dict[str, float]]:
+    """An SB3 learner trained as `scenarios.train` trains the project's (same feedback, blocks and budget)."""
+    import torch
+
+    from policies.env import episode_seed
+    from policies.library import RequestView
+    from policies.sb3 import SB3Learner
+    from scenarios.train import TrainOptions, training_env
+
+    torch.set_num_threads(1)
+    opts = TrainOptions(policy=f"sb3-{algorithm}", episodes=episodes, seed=seed, feedback="frozen")
+    env, close = training_env(path, seed, opts.feedback, max_requests=opts.max_requests)
+    try:
+        view = RequestView(env)
+        agent = SB3Learner(algorithm, view, seed=seed, learning_starts=opts.learning_starts,
+                           updates_per_request=opts.updates_per_request)
+        return [{"episode": k, **view.run_episode(agent.act, episode_seed(seed, k), agent.learn)}
+                for k in range(episodes)]
+    finally:
+        close()
 
 
 def plot(curves: dict[str, list[list[dict[str, float]]]], path: Path, key: str, label: str) -> None:
@@ -115,19 +143,19 @@ def main() -> int:
     best, worst = max(per_request, key=per_request.get), min(per_request, key=per_request.get)
     print(f"\nQoE per request, best - worst policy: {per_request[best] - per_request[worst]:.3f} "
           f"({best} {per_request[best]:.3f}, {worst} {per_request[worst]:.3f}; target >= 0.15)")
+    learners = [p for p in ("gddpg", "ddpg", "sb3-td3", "sb3-sac") if p in rewards]
     if "optimum" in rewards:
-        for learner in ("gddpg", "ddpg"):
-            if learner in rewards:
-                print(f"{learner} reward / grid optimum's: {np.mean(rewards[learner]) / np.mean(rewards['optimum']):.3f} "
-                      f"(target >= 0.95)")
-    if "gddpg" in summary and "ddpg" in summary:
+        for learner in learners:
+            print(f"{learner} reward / grid optimum's: {np.mean(rewards[learner]) / np.mean(rewards['optimum']):.3f} "
+                  f"(target >= 0.95)")
+    for other in learners[1:] if learners[:1] == ["gddpg"] else []:
         # paired by seed: the same blocks for both learners
         ratios = [tail_mean(g, "total_qoe_per_slot") / tail_mean(d, "total_qoe_per_slot")
                   for (_, g, _), (_, d, _) in zip(sorted(results["gddpg"], key=lambda r: r[0]),
-                                                  sorted(results["ddpg"], key=lambda r: r[0]))]
-        reward_ratio = np.mean(rewards["gddpg"]) / np.mean(rewards["ddpg"])
-        print(f"G-DDPG / DDPG total QoE per slot: {np.mean(ratios):.3f} +- {ci95(ratios):.3f} (95% CI over "
-              f"{len(ratios)} paired seeds; the paper reports 1.15); reward per slot: {reward_ratio:.3f}")
+                                                  sorted(results[other], key=lambda r: r[0]))]
+        reward_ratio = np.mean(rewards["gddpg"]) / np.mean(rewards[other])
+        print(f"G-DDPG / {other} total QoE per slot: {np.mean(ratios):.3f} +- {ci95(ratios):.3f} (95% CI over "
+              f"{len(ratios)} paired seeds; the paper reports 1.15 over DDPG); reward per slot: {reward_ratio:.3f}")
     curves = {p: [c for _, c, _ in sorted(results[p], key=lambda r: r[0])] for p in policies}
     args.out.mkdir(parents=True, exist_ok=True)
     plot(curves, args.out / "gddpg_vs_ddpg.png", "reward_per_slot", "reward per slot (total QoE - energy penalty)")

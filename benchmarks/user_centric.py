@@ -34,9 +34,9 @@ def run_policy(path: Path, policy: str, checkpoint: Path | None, seeds: int) -> 
     """Every rated request of `seeds` episodes under `policy`: its user's traits and what it got."""
     import torch
 
-    from policies.env import AllocationEnv
+    from policies.env import EVALUATION_SEED, AllocationEnv, episode_seed
     from scenarios.run import LEARNERS, make_feedback, make_policy
-    from scenarios.train import TrainOptions, episode_seed, training_config
+    from scenarios.train import TrainOptions, training_config
 
     torch.set_num_threads(1)
     cfg = training_config(load_scenario(path), TrainOptions(policy=policy, episodes=1, seed=0, feedback="frozen"))
@@ -50,7 +50,7 @@ def run_policy(path: Path, policy: str, checkpoint: Path | None, seeds: int) -> 
         env = AllocationEnv(cfg, feedback)
         agent = make_policy(cfg, 0, feedback)
         for episode in range(seeds):
-            obs, _ = env.reset(seed=episode_seed(10_000, episode))     # blocks no training run has seen
+            obs, _ = env.reset(seed=episode_seed(EVALUATION_SEED, episode))     # blocks no training run has seen
             if hasattr(agent, "bind"):
                 agent.bind(env.model)
             done = False

@@ -25,14 +25,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from agents.base_station import ACTION_FEATURES, OBS_FEATURES
+from agents.base_station import ACTION_FEATURES, OBS_CENTER, OBS_FEATURES, OBS_SCALE
 from world.files import write_atomic
 
 CHECKPOINT_FORMAT = "aigcsim-policy/1"
-# fixed standardisation of OBS_FEATURES: (value - centre) / scale
-OBS_CENTER = np.array([-90.0, 150.0, 0.0, 0.5, 0.5, 1.0, *[0.5] * 5, 1.0, 0.0], dtype=np.float32)
-OBS_SCALE = np.array([15.0, 100.0, 2.0, 0.5, 0.25, 2.0, *[0.25] * 5, 2.0, 4.0], dtype=np.float32)
-assert len(OBS_CENTER) == len(OBS_FEATURES) == len(OBS_SCALE)
 
 
 class CheckpointError(ValueError):

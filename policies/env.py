@@ -43,10 +43,18 @@ penalty split over the requests in proportion to the energy spent for each in th
 shares add up to the slots' penalties, so the rewards of all requests add up to the slots'
 rewards. This is how `scenarios.train` trains: each request is a one-step decision, as in the
 GDMOPT code's one-step environments.
+
+`run_episode` runs one episode with any per-request policy and adds up the episode's metrics as
+`scenarios.train` and the benchmarks report them; `episode_seed` gives the block of each episode, the
+same for every learner (`EVALUATION_SEED` for blocks no training run meets). `policies.library` wraps
+this environment in the shapes RL libraries expect (scaled, flat, actions in [-1, 1]) and exposes the
+per-request transitions to external learners.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,6 +72,20 @@ DRAIN_S = 300.0     # longest the clock runs on after an episode's last slot, s
 # slot metrics counted since the start of the run (and across resets, for a shared feedback service): not in info
 CUMULATIVE = ("llm_calls", "cache_hits", "cache_hit_rate", "learned_answers", "llm_median_latency_s",
               "learned_pairs", "learned_mae", "learned_spearman")
+
+
+EVALUATION_SEED = 10_000    # run seed of held-out evaluation blocks: episode_seed(EVALUATION_SEED, k)
+# what run_episode returns: per slot over the episode's slots, per request over the requests rated or delivered
+EPISODE_METRICS = ("slots", "reward_per_slot", "total_qoe_per_slot", "mean_qoe", "requests_rated",
+                   "energy_j_per_slot", "over_budget_j_per_slot", "device_energy_j_per_slot", "mean_wait_s",
+                   "mean_steps", "mean_power_w", "at_bounds")
+
+
+def episode_seed(seed: int, episode: int) -> int:
+    """The block of episode `episode` of a run seeded `seed`, for `reset(seed=...)`: distinct per pair and
+    the same on every machine. `scenarios.train` and the benchmarks seed every episode with it, so a learner
+    whose episode k of seed s is reset with `episode_seed(s, k)` meets exactly the blocks theirs met."""
+    return int(np.random.SeedSequence([seed, episode]).generate_state(1)[0])
 
 
 @dataclass(frozen=True)
@@ -198,3 +220,62 @@ class AllocationEnv(gym.Env):
             obs[:len(rows), :-1] = rows
             obs[:len(rows), -1] = 1.0
         return obs
+
+
+def run_episode(env: AllocationEnv, act: Callable[[np.ndarray], np.ndarray], seed: int,
+                on_outcomes: Callable[[list[Outcome]], None] | None = None) -> dict[str, float]:
+    """One episode of `env` on the block `seed`, to its end (the last step's drain included).
+
+    Args:
+        act: the policy: (n, len(OBS_FEATURES)) rows of the requests waiting in a slot -> (n,
+            len(ACTION_FEATURES)) actions in [0, 1]; called only for slots with requests.
+        seed: the block (see `episode_seed`).
+        on_outcomes: called after every step with `env.outcomes`, the requests rated in it (a learner
+            stores them as one-step transitions).
+
+    Returns:
+        `EPISODE_METRICS`: reward, QoE and energies per slot; QoE per rated request; waits, steps and
+        power per delivered request (those delivered after the last slot included); the share of action
+        values at the bounds of the box.
+    """
+    obs, _ = env.reset(seed=seed)
+    reward = qoe = energy = over = rated = device = delivered = wait = steps = power = 0.0
+    slots = 0
+    bounds = values = 0
+    while True:
+        mask = obs[:, -1] > 0
+        action = np.zeros(env.action_space.shape, dtype=np.float32)
+        if mask.any():
+            chosen = np.asarray(act(obs[mask, :-1]), dtype=np.float32)
+            action[mask] = chosen
+            bounds += int(np.sum((chosen <= 1e-3) | (chosen >= 1 - 1e-3)))
+            values += chosen.size
+        obs, r, terminated, truncated, info = env.step(action)
+        slots += 1
+        reward += r
+        qoe += info["total_qoe"] + info.get("drain_qoe", 0.0)
+        rated += info["requests_rated"] + info.get("drain_rated", 0.0)
+        energy += info["service_energy_j"] + info.get("drain_energy_j", 0.0)
+        over += info["over_budget_j"] + info.get("drain_over_budget_j", 0.0)
+        device += info["device_energy_j"] + info.get("drain_device_energy_j", 0.0)
+        delivered += info["requests_delivered"] + info.get("drain_delivered", 0.0)
+        if "mean_steps" in info:
+            steps += info["mean_steps"] * info["requests_delivered"]
+            power += info["mean_power_w"] * info["requests_delivered"]
+            wait += info["mean_wait_s"] * info["requests_delivered"]
+        steps += info.get("drain_steps_sum", 0.0)       # the slow ones, delivered after the last slot
+        power += info.get("drain_power_w_sum", 0.0)
+        wait += info.get("drain_wait_s_sum", 0.0)
+        if on_outcomes is not None:
+            on_outcomes(env.outcomes)
+        if terminated or truncated:
+            break
+    return {
+        "slots": slots, "reward_per_slot": reward / slots, "total_qoe_per_slot": qoe / slots,
+        "mean_qoe": qoe / rated if rated else math.nan, "requests_rated": rated,
+        "energy_j_per_slot": energy / slots, "over_budget_j_per_slot": over / slots,
+        "device_energy_j_per_slot": device / slots, "mean_wait_s": wait / delivered if delivered else math.nan,
+        "mean_steps": steps / delivered if delivered else math.nan,
+        "mean_power_w": power / delivered if delivered else math.nan,
+        "at_bounds": bounds / values if values else math.nan,
+    }

@@ -122,10 +122,3 @@ class GDDPG(DDPG):
 
     def make_actor(self) -> nn.Module:
         return DiffusionActor(self.obs_dim, self.act_dim, self.config["hidden"], self.denoising_steps)
-
-
-def action_spread(actions: np.ndarray) -> dict[str, float]:
-    """How many action values sit at the bounds of the box (the failure the GDMOPT maintainers warn of)."""
-    actions = np.asarray(actions)
-    return {"at_bounds": float(np.mean((actions <= 1e-3) | (actions >= 1 - 1e-3))),
-            "std": float(actions.std()) if actions.size else math.nan}

@@ -41,8 +41,8 @@ import torch
 import yaml
 
 from policies.ddpg import DDPG, CheckpointError, NonFiniteError
-from policies.env import AllocationEnv
-from policies.gddpg import action_spread
+from agents.base_station import ACTION_FEATURES
+from policies.env import AllocationEnv, Outcome, episode_seed, run_episode as run_episode_of
 from scenarios.cli import Parser, EXIT_INTERRUPTED, _positive, _seed, add_debug_option, guarded, scenario_path
 from scenarios.loader import ScenarioError, load_scenario
 from scenarios.run import LEARNERS, POLICIES, make_feedback, make_policy, start_fit
@@ -95,77 +95,49 @@ def training_config(cfg: ScenarioConfig, opts: TrainOptions) -> ScenarioConfig:
                                   "imagegen": cfg.imagegen.model_copy(update={"render": opts.render})})
 
 
-def episode_seed(seed: int, episode: int) -> int:
-    """The block seed of one episode: distinct per (seed, episode), the same on every machine."""
-    return int(np.random.SeedSequence([seed, episode]).generate_state(1)[0])
+def training_env(path: Path, seed: int = 0, feedback: str = "frozen", render: str = "profile",
+                 max_requests: int = 8) -> tuple[AllocationEnv, Callable[[], None]]:
+    """The environment `train` trains in, for a learner of one's own, and how to shut its feedback down.
+
+    The scenario at `path` with images and feedback as `train --render/--feedback` would have them;
+    feedback seeded like `train --seed` (for 'frozen', the same persona model and answer noise).
+    """
+    opts = TrainOptions(policy="fixed", episodes=1, seed=seed, feedback=feedback, render=render,
+                        max_requests=max_requests)   # the caller decides: the scenario's policy is never asked
+    cfg = training_config(load_scenario(path), opts)
+    service, close = make_feedback(cfg, seed)
+    return AllocationEnv(cfg, service, max_requests), close
 
 
 def run_episode(env: AllocationEnv, policy: Any, learner: DDPG | None, opts: TrainOptions, seed: int,
                 rng: np.random.Generator) -> dict[str, float]:
     """One episode; a learner explores and learns as requests are rated. Returns the episode's row."""
     started = time.perf_counter()
-    obs, _ = env.reset(seed=seed)
-    if hasattr(policy, "bind"):
-        policy.bind(env.model)
-    reward = qoe = energy = over = rated = steps = power = delivered = device = wait = 0.0
-    slots = 0
-    actions: list[np.ndarray] = []
     losses: list[dict[str, float]] = []
     updates0 = learner.updates if learner else 0
-    while True:
-        mask = obs[:, -1] > 0
-        action = np.zeros(env.action_space.shape, dtype=np.float32)
-        if mask.any():
-            rows = obs[mask, :-1]
-            if learner is not None and learner.buffer.size < opts.learning_starts:
-                chosen = rng.uniform(0.0, 1.0, size=(len(rows), action.shape[1]))
-            else:
-                chosen = policy.predict(rows, deterministic=learner is None)
-            action[mask] = chosen
-            actions.append(chosen)
-        obs, r, terminated, truncated, info = env.step(action)
-        slots += 1
-        reward += r
-        qoe += info["total_qoe"]
-        energy += info["service_energy_j"]
-        over += info["over_budget_j"]
-        rated += info["requests_rated"]
-        delivered += info["requests_delivered"]
-        qoe += info.get("drain_qoe", 0.0)
-        rated += info.get("drain_rated", 0.0)
-        energy += info.get("drain_energy_j", 0.0)
-        over += info.get("drain_over_budget_j", 0.0)
-        device += info["device_energy_j"] + info.get("drain_device_energy_j", 0.0)
-        if "mean_steps" in info:
-            steps += info["mean_steps"] * info["requests_delivered"]
-            power += info["mean_power_w"] * info["requests_delivered"]
-            wait += info["mean_wait_s"] * info["requests_delivered"]
-        delivered += info.get("drain_delivered", 0.0)      # the slow ones, delivered after the last slot
-        steps += info.get("drain_steps_sum", 0.0)
-        power += info.get("drain_power_w_sum", 0.0)
-        wait += info.get("drain_wait_s_sum", 0.0)
-        if learner is not None:
-            for o in env.outcomes:
-                learner.buffer.add(o.obs, o.action, o.reward)
-                for _ in range(opts.updates_per_request):
-                    loss = learner.learn()
-                    if loss is not None:
-                        losses.append(loss)
-        if terminated or truncated:
-            break
-    spread = action_spread(np.concatenate(actions)) if actions else {"at_bounds": math.nan}
+
+    def act(rows: np.ndarray) -> np.ndarray:
+        if learner is not None and learner.buffer.size < opts.learning_starts:
+            return rng.uniform(0.0, 1.0, size=(len(rows), len(ACTION_FEATURES)))
+        if hasattr(policy, "bind"):
+            policy.bind(env.model)
+        return policy.predict(rows, deterministic=learner is None)
+
+    def learn(outcomes: list[Outcome]) -> None:
+        for o in outcomes:
+            learner.buffer.add(o.obs, o.action, o.reward)
+            for _ in range(opts.updates_per_request):
+                loss = learner.learn()
+                if loss is not None:
+                    losses.append(loss)
+
+    row = run_episode_of(env, act, seed, learn if learner is not None else None)
     return {
-        "slots": slots, "reward_per_slot": reward / slots, "total_qoe_per_slot": qoe / slots,
-        "mean_qoe": qoe / rated if rated else math.nan, "requests_rated": rated,
-        "energy_j_per_slot": energy / slots, "over_budget_j_per_slot": over / slots,
-        "device_energy_j_per_slot": device / slots, "mean_wait_s": wait / delivered if delivered else math.nan,
-        "mean_steps": steps / delivered if delivered else math.nan,
-        "mean_power_w": power / delivered if delivered else math.nan,
-        "transitions": learner.buffer.size if learner else 0,
+        **row, "transitions": learner.buffer.size if learner else 0,
         "updates": (learner.updates - updates0) if learner else 0,
         "qf_loss": _mean([l["qf_loss"] for l in losses]),
         "actor_loss": _mean([l["actor_loss"] for l in losses if not math.isnan(l["actor_loss"])]),
-        "at_bounds": spread["at_bounds"], "wall_s": time.perf_counter() - started,
+        "wall_s": time.perf_counter() - started,
     }
 
 
