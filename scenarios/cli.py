@@ -19,25 +19,23 @@ import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn
 
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from typing import TYPE_CHECKING, NoReturn
 
-from policies.ddpg import NonFiniteError
-from scenarios.live import LiveView
 from scenarios.loader import SHIPPED, ScenarioError, load_scenario, parse_scenario
 from scenarios.reference import reference_markdown, shipped_scenarios
-from scenarios.report import Report, SheetSampler, ascii_only, summary_lines, summary_table, write_report
-from scenarios.run import (LEARNERS, POLICIES, FeedbackFailed, default_run_dir, read_table, resume_config,
-                           run_scenario, with_options)
-from scenarios.sweep import COMPARED, parse_policies, parse_seeds, parse_sets, plan_sweep, run_sweep, summarize
-from world.city import CityBlock
-from world.imagegen.model import WeightsError
-from world.llm import LlmSetupError
-from world.ray_feedback import INSTALL_HINT, ray_available
+from scenarios.report import ascii_only
+from world.config import LEARNER_NAMES, POLICIES
+from world.llm_config import LlmSetupError
 
-COMPARED_KEYS = tuple(m for m, _ in COMPARED)
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from scenarios.report import Report
+    from world.city import CityBlock
+
+# Commands load the simulator (torch, Mesa, llama.cpp, LangChain) when they run it, inside the command's
+# function: --help, validate, list, new and reference start in well under a second.
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
@@ -137,6 +135,12 @@ def scenario_path(name_or_path: str | Path) -> Path:
 
 
 def _run(path: Path | None, args: argparse.Namespace, prog: str) -> int:
+    from rich.console import Console
+
+    from scenarios.live import LiveView
+    from scenarios.report import SheetSampler, write_report
+    from scenarios.run import FeedbackFailed, default_run_dir, read_table, resume_config, run_scenario, with_options
+
     if args.resume is not None:
         given = [flag for flag, value in (("FILE", path), ("--seed", args.seed), ("--policy", args.policy),
                                           ("--checkpoint", args.checkpoint), ("--out", args.out),
@@ -199,6 +203,8 @@ def _plain(line: str) -> None:
 
 
 def _print_summary(report: Report, name: str, console: Console | None) -> None:
+    from scenarios.report import summary_lines, summary_table
+
     if console is not None:
         console.print(summary_table(report, title=f"{name}: summary"))
         return
@@ -212,11 +218,6 @@ def guarded(fn: Callable[..., int], *args: object, debug: bool = False) -> int:
     interrupt_on_sigterm()
     try:
         return fn(*args)
-    except (ScenarioError, LlmSetupError, NonFiniteError, WeightsError) as exc:
-        if debug:
-            traceback.print_exc()
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -228,11 +229,26 @@ def guarded(fn: Callable[..., int], *args: object, debug: bool = False) -> int:
               file=sys.stderr)
         return EXIT_FAILED
     except Exception as exc:
+        if isinstance(exc, _bad_input_errors()):
+            if debug:
+                traceback.print_exc()
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_BAD_INPUT
         if debug:
             raise
         print(f"error: unexpected {type(exc).__name__}: {exc}\nThis is a bug in aigcsim: run again with --debug "
               f"for the traceback and report it", file=sys.stderr)
         return EXIT_FAILED
+
+
+def _bad_input_errors() -> tuple[type[Exception], ...]:
+    """The errors that mean bad input (a scenario, a model file, weights): one message, exit status 2. An error
+    class of a module that was never imported cannot have been raised, so only loaded modules are asked."""
+    errors: list[type[Exception]] = [ScenarioError, LlmSetupError]
+    for module, name in (("policies.ddpg", "NonFiniteError"), ("world.imagegen.model", "WeightsError")):
+        if module in sys.modules:
+            errors.append(getattr(sys.modules[module], name))
+    return tuple(errors)
 
 
 def run_shipped(yaml_path: Path, argv: list[str] | None = None) -> int:
@@ -323,6 +339,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _sweep(path: Path, args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from scenarios.sweep import parse_policies, parse_seeds, parse_sets, plan_sweep, run_sweep, summarize
+    from world.ray_feedback import INSTALL_HINT, ray_available
+
     cfg = load_scenario(path)
     seeds = parse_seeds(args.seeds)
     policies = parse_policies(args.policies, cfg.base_station.policy)
@@ -351,7 +373,7 @@ def _sweep(path: Path, args: argparse.Namespace) -> int:
           + "".join(f" x {len(sets[k])} {k}" for k in axes) + f", {plan[0].cfg.slots} slots each; {where}")
     for policy in policies:
         ckpt = next(r.cfg.base_station.checkpoint for r in plan if r.policy == policy)
-        if policy in LEARNERS:
+        if policy in LEARNER_NAMES:
             print(f"  {policy}: " + (f"checkpoint {ckpt}" if ckpt else
                                      "untrained: acts with its initial weights, as runs do not train (train one "
                                      "with python -m scenarios.train, then --checkpoint POLICY=PATH)"))
@@ -421,13 +443,16 @@ def _num(value: object) -> str:
 
 def _summary_lines(groups: list[dict[str, object]]) -> list[str]:
     """The mean over seeds (and its 95% interval) of each policy and variant, as aligned text."""
+    from scenarios.sweep import COMPARED
+
+    keys = tuple(m for m, _ in COMPARED)
     names = [" ".join([str(g["policy"]), *(f"{k}={v}" for k, v in g.items()
-                                            if k not in ("policy", "runs") and not k.startswith(COMPARED_KEYS))])
+                                            if k not in ("policy", "runs") and not k.startswith(keys))])
              for g in groups]
     width = max([len(n) for n in names] + [6])
     lines = [f"{'policy':<{width}}  runs  {'QoE':>15}  {'wait s':>15}  {'energy J/slot':>17}"]
     for name, g in zip(names, groups):
-        cells = [f"{_num(g[m])} +- {_num(g[m + '_ci95'])}" for m in COMPARED_KEYS]
+        cells = [f"{_num(g[m])} +- {_num(g[m + '_ci95'])}" for m in keys]
         lines.append(f"{name:<{width}}  {g['runs']:>4}  {cells[0]:>15}  {cells[1]:>15}  {cells[2]:>17}")
     return [ascii_only(line) for line in lines]
 

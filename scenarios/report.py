@@ -32,6 +32,7 @@ import numpy as np
 from rich.table import Table
 
 from agents.persona import TRAITS
+from world.config import LEARNER_NAMES
 from world.files import replacing
 
 if TYPE_CHECKING:
@@ -390,10 +391,10 @@ def write_report(out: Path, cells: Sequence[SheetCell], policy: str, budget_j: f
     else:
         report.skipped.append(f"learning curve: policy '{policy}' is a learner acting as loaded; a run does not "
                               f"train it (`python -m scenarios.train` does, and draws the curve)"
-                              if policy in ("gddpg", "ddpg") else
+                              if policy in LEARNER_NAMES else
                               f"learning curve: no learner ran (policy '{policy}' is a heuristic)")
     report.files.append(image_sheet(cells, out / "image_sheet.png"))
-    label = policy if learner_history else f"{policy} (not training)" if policy in ("gddpg", "ddpg") else \
+    label = policy if learner_history else f"{policy} (not training)" if policy in LEARNER_NAMES else \
         f"{policy} (no learner)"
     report.rows = summary_rows(slots, requests, users, label, wall_s)
     return report

@@ -44,7 +44,7 @@ from policies.gddpg import GDDPG
 from policies.heuristics import FixedPolicy, GreedyPolicy, OptimumPolicy, RandomPolicy
 from scenarios.loader import SHIPPED, ScenarioError
 from world.city import SLOT_METRICS, CityBlock
-from world.config import ScenarioConfig
+from world.config import LEARNER_NAMES, POLICIES, ScenarioConfig  # noqa: F401  # POLICIES: imported from here
 from world.feedback import FeedbackCache, FeedbackPool, FeedbackStats
 from world.feedback_model import FeedbackFitError, LearnedFeedback, load_fit
 from world.files import write_atomic
@@ -61,8 +61,8 @@ NOT_REPLAYED = ("llm_calls", "cache_hits", "cache_hit_rate", "llm_median_latency
 FINISH_S = 300.0          # longest the clock runs on after the last slot to finish the requests in flight, s
 
 
-POLICIES = ("gddpg", "ddpg", "greedy", "optimum", "fixed", "random")   # what base_station.policy and --policy accept
-LEARNERS = {"gddpg": GDDPG, "ddpg": DDPG}
+LEARNERS = {"gddpg": GDDPG, "ddpg": DDPG}     # the learners' classes, by their names in world.config
+assert tuple(LEARNERS) == LEARNER_NAMES
 
 
 def start_fit(cfg: ScenarioConfig) -> np.ndarray | None:

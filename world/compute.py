@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from agents.gpu_server import BatchTiming
 from world.imagegen.schedulers import Scheduler
+
+if TYPE_CHECKING:       # the config classes here load without Mesa (`validate` stays fast)
+    from agents.gpu_server import BatchTiming
 
 
 class GpuProfile(BaseModel):
@@ -85,6 +87,8 @@ class ProfiledCost:
                 energy_j[active] += run * self.step_energy_j(batch) / batch
             finish_s[steps_arr == level] = clock_s
             done = int(level)
+        from agents.gpu_server import BatchTiming
+
         return BatchTiming(finish_s=finish_s.tolist(), energy_j=energy_j.tolist(), busy_s=clock_s)
 
 

@@ -7,15 +7,21 @@ prompts); this module assembles them into `ScenarioConfig`.
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from world.compute import GpuProfile, ImageGenConfig, PhoneProfile, QualityProfile
-from world.llm import LlmConfig
+from world.llm_config import LlmConfig
 from world.prompts import PromptsConfig
 from world.radio import RadioConfig
 from world.streets import StreetsConfig
+
+# The base station's policies: the learners (trained weights, `policies.ddpg`/`gddpg`) and the heuristics
+# (`policies.heuristics`), by the names base_station.policy, --policy and the sweeps accept.
+PolicyName = Literal["gddpg", "ddpg", "greedy", "optimum", "fixed", "random"]
+POLICIES: tuple[str, ...] = get_args(PolicyName)
+LEARNER_NAMES = ("gddpg", "ddpg")
 
 Point = tuple[float, float]
 
@@ -119,7 +125,7 @@ class BaseStationConfig(BaseModel):
     model_config = STRICT
 
     position_m: Point = Field((200.0, 200.0), strict=False, description="Coordinates (x, y), m.")
-    policy: Literal["gddpg", "ddpg", "greedy", "optimum", "fixed", "random"] = Field(
+    policy: PolicyName = Field(
         "fixed", description="Allocation policy: 'gddpg' (diffusion-model actor) or 'ddpg' (MLP actor), trained "
                              "with `python -m scenarios.train`; 'greedy' (more steps and power to better channels, "
                              "within the budget); 'optimum' (per-request grid search on the learned feedback model); "

@@ -18,13 +18,13 @@ from __future__ import annotations
 import math
 from functools import lru_cache
 from random import Random
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import networkx as nx
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from agents.user import MobileUser, Node
+if TYPE_CHECKING:       # StreetsConfig loads without Mesa or networkx (`validate` stays fast)
+    from agents.user import MobileUser, Node
 
 
 class StreetsConfig(BaseModel):
@@ -60,6 +60,8 @@ class StreetGrid:
 
     def __init__(self, cfg: StreetsConfig) -> None:
         self.cfg = cfg
+        import networkx as nx
+
         self.graph = nx.grid_2d_graph(cfg.columns + 1, cfg.rows + 1)
         self.coords: dict[Node, np.ndarray] = {
             n: np.array([n[0] * cfg.block_m, n[1] * cfg.block_m]) for n in self.graph.nodes}
@@ -96,6 +98,8 @@ class StreetGrid:
         return list(self._route(a, b))
 
     def _shortest_route(self, a: Node, b: Node) -> tuple[Node, ...]:
+        import networkx as nx
+
         return tuple(nx.shortest_path(self.graph, a, b, weight="length_m")[1:])
 
 
