@@ -22,7 +22,7 @@ def scenario(**feedback: object) -> ScenarioConfig:
     return shipped({"feedback": feedback or {"mode": "silent"}})
 
 
-def cli(*args: str, cwd: Path = ROOT, timeout_s: float = 120) -> subprocess.CompletedProcess[str]:
+def cli(*args: str, cwd: Path = ROOT, timeout_s: float = 900) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout_s)
 
 

@@ -107,7 +107,7 @@ def started(*args: str) -> subprocess.Popen[str]:
                             stderr=subprocess.PIPE, text=True)
 
 
-def wait_for_rows(path: Path, rows: int, proc: subprocess.Popen[str], timeout_s: float = 120) -> None:
+def wait_for_rows(path: Path, rows: int, proc: subprocess.Popen[str], timeout_s: float = 900) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if path.is_file() and path.read_text().count("\n") > rows:
@@ -129,7 +129,7 @@ def test_a_signal_stops_a_run_that_resume_finishes_as_if_never_stopped(tmp_path:
         proc = started("scenarios", "run", silent, "--steps", "1000", "--out", str(out), "--no-live")
         wait_for_rows(out / "slots.csv", 10, proc)
         proc.send_signal(sig)
-        _, err = proc.communicate(timeout=60)
+        _, err = proc.communicate(timeout=600)
         assert proc.returncode == 130 and "Traceback" not in err
         assert f"go on with: python -m scenarios run --resume {out}" in err
         kept = table(out / "slots.csv")
@@ -159,7 +159,7 @@ def test_an_interrupted_training_writes_its_checkpoint_and_resumes_to_the_same_e
     proc = started(*common, "--out", str(out))
     wait_for_rows(out / "curve.csv", 1, proc)
     proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=60)
+    _, err = proc.communicate(timeout=600)
     assert proc.returncode == 130 and "Traceback" not in err
     assert (out / "checkpoints" / "last.pt").is_file(), "the interruption writes the checkpoint"
     assert f"--out {out} --resume" in err

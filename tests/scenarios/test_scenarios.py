@@ -121,7 +121,7 @@ def test_policy_option_is_applied_and_checkpoint_is_checked(tmp_path: Path,
 
 def test_help_documents_every_option() -> None:
     done = subprocess.run([sys.executable, "-m", "scenarios.city_block", "--help"], cwd=ROOT, capture_output=True,
-                          text=True, timeout=60)
+                          text=True, timeout=600)
     assert done.returncode == 0
     for option in ("--steps", "--seed", "--policy", "--checkpoint", "--out", "--no-live", "--force", "--fail-fast"):
         assert option in done.stdout

@@ -181,7 +181,7 @@ def test_the_ray_address_cluster_path(tmp_path: Path) -> None:
                               timeout=300)
     finally:
         head.terminate()
-        head.wait(timeout=60)
+        head.wait(timeout=300)
         # `ray start` notes its cluster for later ray.init() calls on this machine; `ray stop` would remove the
         # note, but it stops every Ray here
         note = Path("/tmp/ray/ray_current_cluster")

@@ -19,8 +19,10 @@ class ScriptedBackend:
 
     name = "scripted"
 
-    def __init__(self, delay_s: float = 0.0, garbage: bool = False, down: bool = False) -> None:
+    def __init__(self, delay_s: float = 0.0, garbage: bool = False, down: bool = False,
+                 meet: threading.Barrier | None = None) -> None:
         self.calls = 0
+        self.meet = meet        # every call waits here for the other parties' calls (a test of concurrency)
         self.delay_s = delay_s
         self.garbage = garbage
         self.down = down
@@ -33,6 +35,8 @@ class ScriptedBackend:
             self.calls += 1
             self.active += 1
             self.peak_active = max(self.peak_active, self.active)
+        if self.meet is not None:
+            self.meet.wait(timeout=120)         # BrokenBarrierError when the others never come
         time.sleep(self.delay_s)
         with self._lock:
             self.active -= 1

@@ -6,7 +6,7 @@ model); the real embedded model is exercised in test_llm.py.
 
 from __future__ import annotations
 
-import time
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -65,12 +65,14 @@ def test_invalid_and_failed_answers_are_counted_and_never_cached(tmp_path: Path)
 
 
 def test_instances_answer_concurrently() -> None:
-    backends = [ScriptedBackend(delay_s=0.2) for _ in range(2)]
+    """Each call waits until the other instance is in a call too: one after another, the first would wait
+    in vain (two minutes, then a failed answer)."""
+    meet = threading.Barrier(2)
+    backends = [ScriptedBackend(meet=meet) for _ in range(2)]
     pool = FeedbackPool(backends, "scripted", {}, None)
-    started = time.perf_counter()
     futures = [pool.submit(ANA, delivery(sharpness=s)) for s in (0.1, 0.3, 0.5, 0.7)]
     assert all(f.result().valid for f in futures)
-    assert time.perf_counter() - started < 0.75          # 4 x 0.2 s one after another would be 0.8 s
+    assert not meet.broken
     assert sum(b.calls for b in backends) == 4
     assert all(b.peak_active == 1 for b in backends)    # one call at a time per instance
     pool.close()

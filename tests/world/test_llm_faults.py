@@ -131,9 +131,9 @@ def test_stalled_server_times_out_at_the_yaml_timeout(server: FaultServer, clien
     assert_failed(answer, "backend unreachable after 3 tries")
     assert "Timeout" in answer.error
     assert server.chats == 3 and sleeps == BACKOFF
-    # three tries of timeout_s each (the waits between them are recorded, not slept); a trickle at most one
-    # read (another timeout_s) late
-    assert 3 * TIMEOUT_S * 0.9 <= took_s < 3 * 2 * TIMEOUT_S + 1.0, took_s
+    # three tries of timeout_s each (the waits between them are recorded, not slept): never sooner; the upper
+    # bound only catches a hang (a trickle that is never cut off), with room for a busy machine
+    assert 3 * TIMEOUT_S * 0.9 <= took_s < 120, took_s
 
 
 @pytest.mark.parametrize("junk", list(JUNK))
@@ -274,7 +274,7 @@ def programs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Pro
         done = subprocess.run(
             [sys.executable, "-m", "scenarios", "run", str(fault_scenario(folder, server.host, timeout_s)),
              "--steps", str(STEPS), "--out", str(folder / "r"), "--no-live", "--policy", "fixed", *flags],
-            cwd=ROOT, capture_output=True, text=True, timeout=180)
+            cwd=ROOT, capture_output=True, text=True, timeout=600)
         return Program(server, folder / "r", done)
 
     with ThreadPoolExecutor(len(RUNS)) as pool:
