@@ -75,6 +75,12 @@ def parse_scenario(text: str, source: str = "<scenario>",
                             f"(a list of thousands of personas still fits)")
     try:
         data = yaml.load(text, Loader=_Loader)      # a SafeLoader: no Python objects from tags
+    except yaml.reader.ReaderError as exc:      # a character YAML does not allow: say where and which
+        line = text.count("\n", 0, exc.position) + 1
+        column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        char = exc.character if isinstance(exc.character, str) else chr(exc.character)
+        raise ScenarioError(f"{source}: not valid YAML at line {line}, column {column}: the control character "
+                            f"U+{ord(char):04X} is not allowed in YAML; delete it") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -83,6 +89,9 @@ def parse_scenario(text: str, source: str = "<scenario>",
     except RecursionError:
         raise ScenarioError(f"{source}: not valid YAML: nested deeper than the parser can follow; "
                             f"values may nest {MAX_DEPTH} levels at most") from None
+    if data is None:
+        raise ScenarioError(f"{source}: the file holds no fields (it is empty or only comments); start from a "
+                            f"commented scenario with `python -m scenarios new NAME`")
     if not isinstance(data, dict):
         raise ScenarioError(f"{source}: a scenario must be a mapping of fields (name: ..., users: ...), "
                             f"got {type(data).__name__}")

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from scenarios.loader import load_scenario
-from world.config import ScenarioConfig
+from world.config import PopulationConfig, ScenarioConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 CITY_BLOCK = ROOT / "scenarios" / "city_block.yaml"
@@ -29,7 +29,13 @@ def shipped(changes: dict[str, Any] | None = None, path: Path = CITY_BLOCK) -> S
     """
     data = merged(load_scenario(path).model_dump(),
                   {"imagegen": {"render": "profile"}, "base_station": {"policy": "fixed", "checkpoint": None}})
-    return ScenarioConfig.model_validate(merged(data, changes or {}))
+    data = merged(data, changes or {})
+    population = data["users"]["population"]
+    if population["personas"]:      # a listed population: the shipped sampling settings do not go with it
+        defaults = PopulationConfig()
+        population["trait_means"] = defaults.trait_means.model_dump()
+        population["concentration"] = defaults.concentration
+    return ScenarioConfig.model_validate(data)
 
 
 def silent_copy(tmp_path: Path, path: Path = CITY_BLOCK) -> Path:

@@ -44,6 +44,8 @@ def file_path(path: str | None) -> str | None:
     """`path` unchanged (None too), or ValueError when it is too long or holds control characters."""
     if path is not None and len(path) > MAX_PATH_CHARS:
         raise ValueError(f"a path of {len(path)} characters; at most {MAX_PATH_CHARS} are allowed")
+    if path is not None and not path.strip():
+        raise ValueError("an empty path; name a file, or leave the field out (or null) for none")
     return path if path is None else printable(path, "path")
 
 
@@ -96,6 +98,15 @@ class PopulationConfig(BaseModel):
     trait_means: TraitMeans = Field(default_factory=TraitMeans, description="Sampling: mean of each trait.")
     concentration: float = Field(
         2.0, gt=0, description="Sampling: Beta(mean * c, (1 - mean) * c) per trait; 2 with mean 0.5 is uniform.")
+
+    @model_validator(mode="after")
+    def _one_way(self) -> PopulationConfig:
+        sampling = [k for k in ("trait_means", "concentration")
+                    if getattr(self, k) != type(self).model_fields[k].get_default(call_default_factory=True)]
+        if self.personas and sampling:
+            raise ValueError(f"personas lists the users, so {' and '.join(sampling)} would be "
+                             f"ignored: remove {'them' if len(sampling) > 1 else 'it'}, or remove personas to sample")
+        return self
 
 
 class UsersConfig(BaseModel):

@@ -235,3 +235,36 @@ def test_shipped_prompt_catalogs_ask_only_for_what_the_world_draws(path: Path) -
     for topic in cfg.prompts.topics:
         for prompt in topic.prompts:
             assert parse(prompt) is not None, f"{path.name}: {prompt!r}"
+
+
+def test_a_raw_control_character_is_named_by_line_and_column() -> None:
+    text = bad("slots: 120 ", "slots: 120\x01")
+    line = TEXT[:TEXT.index("slots: 120 ")].count("\n") + 1
+    message = one_line(error_of(text))
+    assert f"line {line}, column 11" in message and "U+0001" in message
+
+
+@pytest.mark.parametrize("text", ["", "\n\n", "# only a comment\n"])
+def test_an_empty_file_says_so(text: str) -> None:
+    message = one_line(error_of(text))
+    assert "holds no fields" in message and "NoneType" not in message and "scenarios new" in message
+
+
+@pytest.mark.parametrize(("old", "new", "field"), [
+    ("checkpoint: checkpoints/gddpg_city_block.pt", "checkpoint: ''", "base_station.checkpoint"),
+    ("learned_start: feedback_fits/city_block.json", "learned_start: ''", "feedback.learned_start"),
+    ("learned_start: feedback_fits/city_block.json", "learned_start: '  '", "feedback.learned_start"),
+])
+def test_an_empty_path_is_refused_where_validate_checks(old: str, new: str, field: str) -> None:
+    message = one_line(error_of(bad(old, new)))
+    assert message.startswith(f"s.yaml: {field}: got") and "empty path" in message
+
+
+def test_personas_with_sampling_settings_is_refused() -> None:
+    persona = ("\n    personas:\n      - {name: Ana, openness: 0.4, conscientiousness: 0.9, extraversion: 0.3, "
+               "agreeableness: 0.3, neuroticism: 0.9}")
+    message = one_line(error_of(bad("    concentration: 1.0 ", "    concentration: 1.0" + persona + "\n   ")))
+    assert "users.population" in message and "personas lists the users" in message and "concentration" in message
+    listed = bad("    trait_means: {openness: 0.5, conscientiousness: 0.5, extraversion: 0.5, agreeableness: 0.5, "
+                 "neuroticism: 0.5}\n", "").replace("    concentration: 1.0 ", persona[1:] + "\n   ")
+    assert [p.name for p in parse_scenario(listed).users.population.personas] == ["Ana"]
