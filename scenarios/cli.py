@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, NoReturn
 from scenarios.loader import SHIPPED, ScenarioError, load_scenario, parse_scenario
 from scenarios.reference import reference_markdown, shipped_scenarios
 from scenarios.report import ascii_only
-from world.config import LEARNER_NAMES, POLICIES
+from world.config import LEARNER_NAMES, MAX_SEED, NAME, POLICIES
 from world.llm_config import LlmSetupError
 
 if TYPE_CHECKING:
@@ -39,8 +39,6 @@ if TYPE_CHECKING:
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
-MAX_SEED = 2**32 - 1      # what every generator (numpy, torch) takes
-NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 
 EPILOG = """\
 The run folder gets config.yaml, slots.csv, requests.csv and users.csv as the run goes, and at
@@ -68,14 +66,14 @@ class Parser(argparse.ArgumentParser):
         self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _positive(text: str) -> int:
+def positive_int(text: str) -> int:
     value = _integer(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
 
 
-def _seed(text: str) -> int:
+def seed_int(text: str) -> int:
     value = _integer(text)
     if not 0 <= value <= MAX_SEED:
         raise argparse.ArgumentTypeError(f"must be 0 to {MAX_SEED}, got {value}")
@@ -90,8 +88,8 @@ def _integer(text: str) -> int:
 
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--steps", type=_positive, metavar="N", help="slots to simulate (default: the scenario's 'slots')")
-    parser.add_argument("--seed", type=_seed, metavar="S",
+    parser.add_argument("--steps", type=positive_int, metavar="N", help="slots to simulate (default: the scenario's 'slots')")
+    parser.add_argument("--seed", type=seed_int, metavar="S",
                         help="seed of every random draw (default: the scenario's 'seed'); same seed, same run")
     parser.add_argument("--policy", choices=POLICIES, metavar="P",
                         help=f"the base station's policy, one of: {', '.join(POLICIES)} "
@@ -289,13 +287,13 @@ def main(argv: list[str] | None = None) -> int:
     sweep.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                        help="set a scenario field by its dotted path (users.count=100, feedback.mode=learned); "
                             "the same key given again adds a variant: every value is run")
-    sweep.add_argument("--steps", type=_positive, metavar="N", help="slots per run (default: the scenario's 'slots')")
+    sweep.add_argument("--steps", type=positive_int, metavar="N", help="slots per run (default: the scenario's 'slots')")
     sweep.add_argument("--checkpoint", dest="checkpoints", action="append", default=[], metavar="POLICY=PATH",
                        help="trained weights for a learner in the sweep, e.g. ddpg=runs/train-x/policy.pt (default: "
                             "the scenario's checkpoint for its own policy; other learners act untrained: runs "
                             "evaluate, they do not train)")
     sweep.add_argument("--out", type=Path, metavar="DIR", help="sweep folder (default: runs/sweep-<name>)")
-    sweep.add_argument("--workers", type=_positive, metavar="N",
+    sweep.add_argument("--workers", type=positive_int, metavar="N",
                        help="CPUs of the local Ray (default: all of this machine's); not with RAY_ADDRESS")
     sweep.add_argument("--cpus-per-run", type=_cpus, default=1.0, metavar="C",
                        help="CPUs Ray reserves for each run (default: 1)")

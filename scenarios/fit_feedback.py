@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from policies.heuristics import RandomPolicy
-from scenarios.cli import Parser, _positive, _seed, add_debug_option, guarded, scenario_path
+from scenarios.cli import Parser, positive_int, seed_int, add_debug_option, guarded, scenario_path
 from scenarios.loader import ScenarioError, load_scenario
 from scenarios.run import make_feedback
 from world.city import CityBlock
@@ -68,8 +68,8 @@ def fit(path: Path, slots: int, seed: int, out: Path, force: bool) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = Parser(prog="python -m scenarios.fit_feedback", description=__doc__.splitlines()[0])
     parser.add_argument("file", metavar="FILE", help="scenario YAML, or the name of a shipped scenario")
-    parser.add_argument("--slots", type=_positive, default=300, metavar="N", help="slots to collect answers over")
-    parser.add_argument("--seed", type=_seed, default=0, metavar="S", help="seed of the collection run")
+    parser.add_argument("--slots", type=positive_int, default=300, metavar="N", help="slots to collect answers over")
+    parser.add_argument("--seed", type=seed_int, default=0, metavar="S", help="seed of the collection run")
     parser.add_argument("--out", type=Path, required=True, metavar="PATH", help="where to write the fit (JSON)")
     parser.add_argument("--force", action="store_true", help="replace an existing --out file")
     add_debug_option(parser)

@@ -42,7 +42,7 @@ from scenarios.loader import ScenarioError, load_scenario, parse_value
 from scenarios.report import (SheetSampler, ci95, new_figure, num, rated_qoe, read_rows, save_figure, waits_s,
                               write_report)
 from scenarios.run import POLICIES, run_scenario, with_options, with_seed_and_slots
-from world.config import ScenarioConfig
+from world.config import MAX_SEED, ScenarioConfig
 from world.files import write_atomic
 from world.ray_feedback import ensure_ray
 
@@ -120,8 +120,8 @@ def parse_seeds(text: str) -> list[int]:
         if len(values) != 1 or not 1 <= values[0] <= 10_000:
             raise ScenarioError(f"--seeds {text!r}: a count of seeds is 1 to 10000")
         return list(range(values[0]))
-    if not values or any(not 0 <= v <= 2**32 - 1 for v in values) or len(set(values)) != len(values):
-        raise ScenarioError(f"--seeds {text!r}: seeds are distinct whole numbers 0 to {2**32 - 1}")
+    if not values or any(not 0 <= v <= MAX_SEED for v in values) or len(set(values)) != len(values):
+        raise ScenarioError(f"--seeds {text!r}: seeds are distinct whole numbers 0 to {MAX_SEED}")
     return values
 
 

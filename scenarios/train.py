@@ -43,7 +43,7 @@ import yaml
 from policies.ddpg import DDPG, CheckpointError, NonFiniteError
 from agents.base_station import ACTION_FEATURES
 from policies.env import AllocationEnv, Outcome, episode_seed, run_episode as run_episode_of
-from scenarios.cli import Parser, EXIT_INTERRUPTED, _positive, _seed, add_debug_option, guarded, scenario_path
+from scenarios.cli import Parser, EXIT_INTERRUPTED, positive_int, seed_int, add_debug_option, guarded, scenario_path
 from scenarios.loader import ScenarioError, load_scenario
 from scenarios.run import LEARNERS, POLICIES, make_feedback, make_policy, start_fit
 from world.files import write_atomic
@@ -193,9 +193,10 @@ def train(path: Path, opts: TrainOptions, out: Path, resume: bool = False, force
     learner: DDPG | None = None
     start_episode = 0
     curve: list[dict[str, float]] = []
-    if resume:
-        if not last.is_file():
-            raise ScenarioError(f"--resume: no checkpoint at '{last}'; start without --resume")
+    if resume and not (out / "train.json").is_file():
+        raise ScenarioError(f"--resume: '{out}' holds no training run (no train.json); start without --resume")
+    fresh = resume and not last.is_file()       # stopped before its first checkpoint: start it again here
+    if resume and not fresh:
         saved = json.loads((out / "train.json").read_text(encoding="utf-8"))
         if saved["policy"] != opts.policy or saved["seed"] != opts.seed:
             raise ScenarioError(f"--resume: '{out}' trains {saved['policy']} with seed {saved['seed']}, not "
@@ -208,7 +209,7 @@ def train(path: Path, opts: TrainOptions, out: Path, resume: bool = False, force
         curve = [r for r in read_curve(out / "curve.csv") if r["episode"] < start_episode]
         write_curve(out / "curve.csv", curve)
     else:
-        if out.exists() and any(out.iterdir()) and not force:
+        if out.exists() and any(out.iterdir()) and not (force or fresh):
             raise ScenarioError(f"run folder '{out}' already holds files; choose another --out, pass --resume to "
                                 f"go on training, or --force to replace it")
         try:
@@ -267,49 +268,86 @@ def train(path: Path, opts: TrainOptions, out: Path, resume: bool = False, force
     return curve
 
 
+# The options a run is started with, with their defaults: recorded in train.json, and what --resume goes on with.
+RECORDED = {"policy": "gddpg", "seed": 0, "feedback": "learned", "render": "profile", "updates_per_request": 2,
+            "learning_starts": 256, "max_requests": 8, "checkpoint_every": 5, "threads": 1}
+FLAGS = {k: "--" + k.replace("_", "-") for k in RECORDED}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = Parser(prog="python -m scenarios.train", description=__doc__.split("\n\n")[0],
-                                     epilog="The run folder and exit status: see `pydoc scenarios.train`.")
-    parser.add_argument("file", metavar="FILE", help="scenario YAML, or the name of a shipped scenario")
-    parser.add_argument("--policy", choices=POLICIES, default="gddpg", metavar="P",
+                    epilog="The run folder and exit status: see `pydoc scenarios.train`. With --resume, a run goes on "
+                           "with the options it was started with (train.json); give only --episodes to lengthen it.")
+    parser.add_argument("file", metavar="FILE", nargs="?",
+                        help="scenario YAML, or the name of a shipped scenario (with --resume: the run folder's own)")
+    parser.add_argument("--policy", choices=POLICIES, metavar="P",
                         help=f"what to train or run, one of: {', '.join(POLICIES)} (default: gddpg)")
-    parser.add_argument("--episodes", type=_positive, default=100, metavar="N",
-                        help="episodes (default 100: about 2 minutes for gddpg on the city block)")
-    parser.add_argument("--seed", type=_seed, default=0, metavar="S", help="seed of the learner and the blocks")
-    parser.add_argument("--feedback", choices=FEEDBACK, default="learned",
+    parser.add_argument("--episodes", type=positive_int, metavar="N",
+                        help="episodes (default 100: about 4 minutes for gddpg on the city block; with --resume: "
+                             "as the run was started)")
+    parser.add_argument("--seed", type=seed_int, metavar="S", help="seed of the learner and the blocks (default 0)")
+    parser.add_argument("--feedback", choices=FEEDBACK,
                         help="learned (default): the persona-feedback model refreshed from a share of real LLM "
                              "answers; frozen: the scenario's fitted model only, no LLM; live: the LLM rates "
                              "every delivery (slow)")
-    parser.add_argument("--render", choices=("profile", "real"), default="profile",
-                        help="images from the measured quality tables (default) or drawn by the real model")
+    parser.add_argument("--render", choices=("profile", "real"),
+                        help="images from the measured quality tables (default: profile) or drawn by the real model")
     parser.add_argument("--out", type=Path, metavar="DIR",
                         help="run folder (default: runs/train-<scenario>-<policy>-seed<S>)")
-    parser.add_argument("--resume", action="store_true", help="go on from the run folder's last checkpoint")
+    parser.add_argument("--resume", action="store_true",
+                        help="go on from the run folder's last checkpoint, with the options the run was started with")
     parser.add_argument("--force", action="store_true", help="replace the run in an existing --out folder")
-    parser.add_argument("--checkpoint-every", type=_positive, default=5, metavar="K",
+    parser.add_argument("--checkpoint-every", type=positive_int, metavar="K",
                         help="episodes between checkpoints (default 5)")
-    parser.add_argument("--updates-per-request", type=_positive, default=2, metavar="U",
+    parser.add_argument("--updates-per-request", type=positive_int, metavar="U",
                         help="learner updates per rated request (default 2)")
-    parser.add_argument("--learning-starts", type=_positive, default=256, metavar="N",
+    parser.add_argument("--learning-starts", type=positive_int, metavar="N",
                         help="rated requests the learner collects with uniform random actions before it acts "
                              "(default 256)")
-    parser.add_argument("--max-requests", type=_positive, default=8, metavar="K",
+    parser.add_argument("--max-requests", type=positive_int, metavar="K",
                         help="requests the base station decides per slot; more wait (default 8)")
-    parser.add_argument("--threads", type=_positive, default=1, metavar="T", help="torch threads (default 1)")
+    parser.add_argument("--threads", type=positive_int, metavar="T", help="torch threads (default 1)")
     parser.add_argument("--no-progress", action="store_true", help="plain lines instead of a progress bar")
     add_debug_option(parser)
     args = parser.parse_args(argv)
-    path = scenario_path(args.file)
-    opts = TrainOptions(policy=args.policy, episodes=args.episodes, seed=args.seed, feedback=args.feedback,
-                        render=args.render, updates_per_request=args.updates_per_request,
-                        learning_starts=args.learning_starts,
-                        max_requests=args.max_requests, checkpoint_every=args.checkpoint_every, threads=args.threads)
-    out = args.out or Path("runs") / f"train-{path.stem}-{args.policy}-seed{args.seed}"
-    return guarded(_train, path, opts, out, args, debug=args.debug)
+    if args.file is None and not (args.resume and args.out):
+        parser.error("give a scenario FILE (or, with --resume, the run's --out folder)")
+    return guarded(_train, args, debug=args.debug)
 
 
-def _train(path: Path, opts: TrainOptions, out: Path, args: argparse.Namespace) -> int:
+def resumed_options(out: Path, given: dict[str, Any], episodes: int | None, file: Path | None) -> TrainOptions:
+    """The options `out` was started with (its train.json), lengthened to `episodes` when given.
+
+    Raises:
+        ScenarioError: `out` holds no training run, or an option given contradicts the recorded one.
+    """
+    try:
+        saved = json.loads((out / "train.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ScenarioError(f"--resume: '{out}' holds no training run (no train.json); start without --resume") from None
+    except (OSError, ValueError) as exc:
+        raise ScenarioError(f"--resume: cannot read '{out / 'train.json'}' ({exc}); start again with --force") from None
+    recorded = {k: saved.get(k, default) for k, default in RECORDED.items()}
+    for key, value in given.items():
+        if value != recorded[key]:
+            raise ScenarioError(f"--resume: '{out}' trains {recorded['policy']} with {FLAGS[key]} {recorded[key]}, "
+                                f"not {value}; a resumed run goes on with the options it was started with: drop "
+                                f"{FLAGS[key]} (or start a new run with another --out)")
+    if file is not None and saved.get("scenario") and Path(saved["scenario"]).resolve() != file.resolve():
+        raise ScenarioError(f"--resume: '{out}' trains on {saved['scenario']}, not {file}; drop FILE or give that one")
+    return TrainOptions(episodes=episodes or int(saved.get("episodes", 1)), **recorded)
+
+
+def _train(args: argparse.Namespace) -> int:
     started = time.perf_counter()
+    path = scenario_path(args.file) if args.file is not None else None
+    given = {k: getattr(args, k) for k in RECORDED if getattr(args, k) is not None}
+    out = args.out or Path("runs") / f"train-{path.stem}-{given.get('policy', RECORDED['policy'])}-seed{given.get('seed', 0)}"
+    if args.resume:
+        opts = resumed_options(out, given, args.episodes, path)
+        path = out / "config.yaml"      # the scenario as the run resolved it
+    else:
+        opts = TrainOptions(episodes=args.episodes or 100, **{**RECORDED, **given})
     try:
         with _progress(args.no_progress) as report:
             curve = train(path, opts, out, resume=args.resume, force=args.force, progress=report)
@@ -318,10 +356,9 @@ def _train(path: Path, opts: TrainOptions, out: Path, args: argparse.Namespace) 
     except KeyboardInterrupt:
         done = len(read_curve(out / "curve.csv"))
         print(f"interrupted after episode {done}: the checkpoint of the last finished episode is in "
-              f"{out / 'checkpoints'}; go on with: python -m scenarios.train {args.file} --policy {args.policy} "
-              f"--seed {args.seed} --episodes {args.episodes} --out {out} --resume", file=sys.stderr)
+              f"{out / 'checkpoints'}; go on with: python -m scenarios.train --out {out} --resume", file=sys.stderr)
         return EXIT_INTERRUPTED
-    print(f"{args.policy}: {len(curve)} episodes in {time.perf_counter() - started:.0f} s; last 20%: reward/slot "
+    print(f"{opts.policy}: {len(curve)} episodes in {time.perf_counter() - started:.0f} s; last 20%: reward/slot "
           f"{tail_mean(curve, 'reward_per_slot'):.3f}, total QoE/slot "
           f"{tail_mean(curve, 'total_qoe_per_slot'):.3f}, energy/slot "
           f"{tail_mean(curve, 'energy_j_per_slot'):.0f} J")

@@ -29,6 +29,7 @@ Point = tuple[float, float]
 # infinity. Pairs and lists say strict=False: YAML gives lists, which then become tuples; their items stay strict.
 STRICT = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+MAX_SEED = 2**32 - 1      # what every generator (numpy, torch) takes
 MAX_SPEED_MPS = 100.0      # a fast train; a walker crosses speed * slot_s / block_m intersections per slot
 MAX_PATH_CHARS = 4096
 
@@ -231,7 +232,7 @@ class ScenarioConfig(BaseModel):
     name: str = Field("city_block", min_length=1, max_length=60,
                       description="Scenario name, used in run folder names: letters, digits, '_' and '-'.")
     # torch seeds must fit 64 bits; 2^32 - 1 is what every generator takes
-    seed: int = Field(42, ge=0, le=2**32 - 1, description="Seed of every random draw of the run, 0 to 4294967295.")
+    seed: int = Field(42, ge=0, le=MAX_SEED, description="Seed of every random draw of the run, 0 to 4294967295.")
     slots: int = Field(300, ge=1, le=1_000_000, description="Slots in a run unless --steps says otherwise, count.")
     slot_s: float = Field(1.0, gt=0, le=3600, description="Length of one slot of the simulated clock, s.")
     streets: StreetsConfig = Field(default_factory=StreetsConfig, description="Street grid and mobility.")

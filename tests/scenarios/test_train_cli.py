@@ -176,3 +176,55 @@ def test_a_checkpoint_with_non_finite_weights_is_refused_before_anything_is_writ
     err = capsys.readouterr().err
     assert "NaN or infinite weights" in err and err.count("\n") == 1
     assert not out.exists()
+
+
+def interrupted_at(monkeypatch: pytest.MonkeyPatch, episode: int) -> None:
+    """Ctrl-C while episode `episode` (from 0) runs."""
+    import scenarios.train as train_module
+
+    real, calls = train_module.run_episode, []
+
+    def stopping(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == episode + 1:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "run_episode", stopping)
+
+
+@pytest.mark.parametrize("stop_at", [2, 0])
+def test_the_printed_resume_command_goes_on_with_the_recorded_options(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], stop_at: int) -> None:
+    """Stopped mid-run (or before its first episode finished), the run goes on as printed, without repeating its
+    options: --feedback frozen, --learning-starts and the rest stay as recorded, and the curve is the
+    uninterrupted run's."""
+    import shlex
+
+    assert train(tmp_path, episodes=4, out=tmp_path / "whole") == 0
+    capsys.readouterr()
+    with monkeypatch.context() as patch:
+        interrupted_at(patch, stop_at)
+        assert train(tmp_path, episodes=4, out=tmp_path / "split") == 130
+    err = capsys.readouterr().err
+    command = shlex.split(err.split("go on with: ")[1])
+    assert command[:3] == ["python", "-m", "scenarios.train"] and "--feedback" not in command
+    assert main([*command[3:], "--no-progress"]) == 0
+    keys = ("reward_per_slot", "qf_loss", "actor_loss", "updates", "transitions", "requests_rated")
+    whole, split = curve(tmp_path / "whole"), curve(tmp_path / "split")
+    assert [[r[k] for k in keys] for r in whole] == [[r[k] for k in keys] for r in split]
+
+
+def test_resume_refuses_options_that_contradict_the_recorded_ones(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    assert train(tmp_path, episodes=1, out=out) == 0
+    capsys.readouterr()
+    before = (out / "curve.csv").read_bytes()
+    for option in (["--feedback", "live"], ["--learning-starts", "10"], ["--render", "real"], ["--threads", "2"]):
+        assert main(["--out", str(out), "--resume", "--episodes", "2", *option]) == 2
+        err = capsys.readouterr().err
+        assert f"with {option[0]} " in err and "drop " + option[0] in err and err.count("\n") == 1, err
+    assert (out / "curve.csv").read_bytes() == before
+    assert main(["--out", str(tmp_path / "none"), "--resume"]) == 2
+    assert "holds no training run" in capsys.readouterr().err
