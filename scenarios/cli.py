@@ -175,6 +175,13 @@ def _run(path: Path | None, args: argparse.Namespace, prog: str) -> int:
         print(f"stopped (--fail-fast): {exc}; after fixing the model, go on with: {prog} --resume {out}",
               file=sys.stderr)
         status = EXIT_FAILED
+    except OSError as exc:
+        if not out.is_dir() or exc.filename is None or not Path(exc.filename).is_relative_to(out):
+            raise       # not the run folder's tables: guarded() says what it was
+        print(f"error: cannot write {exc.filename}: {exc.strerror}; every finished slot is kept in {out}; "
+              f"free space, then go on with: {prog} --resume {out}", file=sys.stderr)
+        print(f"run folder: {out}")
+        return EXIT_FAILED
     wall_s = time.perf_counter() - started
     if (out / "slots.csv").is_file():
         try:
@@ -315,6 +322,13 @@ def main(argv: list[str] | None = None) -> int:
                      help="shipped scenario to start from (default: city_block; see 'list')")
     new.add_argument("--force", action="store_true", help="replace an existing file")
     add_debug_option(new)
+    redraw = commands.add_parser("report", help="redraw a run folder's plots and print its summary",
+                                 description="Redraw the plots (qoe_by_persona.png, energy.png, latency.png) of a "
+                                             "run folder from its tables and print its summary: for a run stopped "
+                                             "while plotting, or to see a finished run again. The image sheet is "
+                                             "drawn only while a run goes.")
+    redraw.add_argument("run_dir", metavar="RUN_DIR", type=Path, help="a run folder written by 'run'")
+    add_debug_option(redraw)
     commands.add_parser("reference", help="print the scenario reference (Markdown) generated from the schema",
                         description="Print every scenario field with its unit, default and allowed range "
                                     "(this is scenarios/README.md).")
@@ -330,6 +344,8 @@ def main(argv: list[str] | None = None) -> int:
         return guarded(_validate, scenario_path(args.file), debug=args.debug)
     if args.command == "list":
         return _list()
+    if args.command == "report":
+        return guarded(_report, args.run_dir, debug=args.debug)
     if args.command == "new":
         return guarded(_new, args.name, args.template, args.force, debug=args.debug)
     print(reference_markdown(), end="")
@@ -463,6 +479,20 @@ def _cpus(text: str) -> float:
     if not 0 < value <= 1024:
         raise argparse.ArgumentTypeError(f"must be more than 0 and at most 1024, got {text}")
     return value
+
+
+def _report(out: Path) -> int:
+    from scenarios.report import write_report
+
+    if not (out / "slots.csv").is_file() or not (out / "config.yaml").is_file():
+        raise ScenarioError(f"report: '{out}' is not a run folder (no slots.csv and config.yaml); give a folder "
+                            f"written by `python -m scenarios run`")
+    cfg = load_scenario(out / "config.yaml")
+    report = write_report(out, None, policy=cfg.base_station.policy,
+                          budget_j=cfg.base_station.energy_budget_j_per_slot)
+    _print_summary(report, cfg.name, None)
+    print(f"run folder: {out}")
+    return 0
 
 
 def _validate(path: Path) -> int:

@@ -366,13 +366,14 @@ class Report:
     rows: list[tuple[str, str]] = field(default_factory=list)
 
 
-def write_report(out: Path, cells: Sequence[SheetCell], policy: str, budget_j: float,
+def write_report(out: Path, cells: Sequence[SheetCell] | None, policy: str, budget_j: float,
                  learner_history: Sequence[Mapping[str, float]] | None = None, wall_s: float | None = None) -> Report:
     """Draw the plots and the image sheet into the run folder and build the summary.
 
     Args:
         out: the run folder (its CSV tables are read).
-        cells: the image sheet's cells.
+        cells: the image sheet's cells; None: the images are gone (a report redrawn from the folder), the
+            sheet is left as it is.
         policy: the base station's policy, by name.
         budget_j: energy budget per slot, J (drawn on the energy plot).
         learner_history: one mapping per episode when a learner ran; None: no learning curve.
@@ -393,7 +394,11 @@ def write_report(out: Path, cells: Sequence[SheetCell], policy: str, budget_j: f
                               f"train it (`python -m scenarios.train` does, and draws the curve)"
                               if policy in LEARNER_NAMES else
                               f"learning curve: no learner ran (policy '{policy}' is a heuristic)")
-    report.files.append(image_sheet(cells, out / "image_sheet.png"))
+    if cells is not None:
+        report.files.append(image_sheet(cells, out / "image_sheet.png"))
+    else:
+        report.skipped.append("image sheet: drawn while a run goes (its images are not kept in the folder); "
+                              "image_sheet.png is left as it was")
     label = policy if learner_history else f"{policy} (not training)" if policy in LEARNER_NAMES else \
         f"{policy} (no learner)"
     report.rows = summary_rows(slots, requests, users, label, wall_s)

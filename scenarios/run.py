@@ -272,38 +272,48 @@ class RunWriter:
     """
 
     def __init__(self, out: Path, append: bool = False) -> None:
-        self._files: list[IO[str]] = []
+        self._files: dict[Path, IO[str]] = {}
         self.slots = self._open(out / "slots.csv", SLOT_METRICS, append)
         self.requests = self._open(out / "requests.csv", REQUEST_FIELDS, append)
 
-    def _open(self, path: Path, fields: tuple[str, ...], append: bool) -> tuple[IO[str], tuple[str, ...]]:
+    def _open(self, path: Path, fields: tuple[str, ...], append: bool) -> tuple[Path, tuple[str, ...]]:
         header = not (append and path.is_file() and path.stat().st_size > 0)
-        f = path.open("a", newline="", encoding="utf-8")
-        self._files.append(f)
+        self._files[path] = path.open("a", newline="", encoding="utf-8")
         if header:
-            f.write(_csv_text([dict(zip(fields, fields))], fields))
+            self._append(path, [dict(zip(fields, fields))], fields)
+        return path, fields
+
+    def _append(self, path: Path, rows: list[dict[str, object]], fields: tuple[str, ...]) -> None:
+        """One write and a flush, so an interruption leaves whole rows (a torn last line is not a row, see
+        `read_table`). A failed write (a full disk) names the table."""
+        f = self._files[path]
+        try:
+            f.write(_csv_text(rows, fields))
             f.flush()
-        return f, fields
+        except OSError as exc:
+            raise OSError(exc.errno, exc.strerror, str(path)) from None
 
     def write_slot(self, model: CityBlock) -> None:
-        """The slot just finished: the requests finished in it, then its metrics (the slot's commit mark).
-
-        Each table gets one write and a flush, so an interruption leaves whole rows.
-        """
+        """The slot just finished: the requests finished in it, then its metrics (the slot's commit mark)."""
         self.write_requests(model)
-        f, fields = self.slots
-        f.write(_csv_text([model.slot_metrics], fields))
-        f.flush()
+        path, fields = self.slots
+        self._append(path, [model.slot_metrics], fields)
 
     def write_requests(self, model: CityBlock) -> None:
-        """The requests finished in the slot just run (one write and a flush)."""
-        f, fields = self.requests
-        f.write(_csv_text([{**r.as_record(), "finished_slot": model.slot} for r in model.completed], fields))
-        f.flush()
+        """The requests finished in the slot just run."""
+        path, fields = self.requests
+        self._append(path, [{**r.as_record(), "finished_slot": model.slot} for r in model.completed], fields)
 
     def close(self) -> None:
-        for f in self._files:
-            f.close()
+        """Close every table; the first that cannot be closed (its last rows not written) is raised after."""
+        failed: OSError | None = None
+        for path, f in self._files.items():
+            try:
+                f.close()
+            except OSError as exc:
+                failed = failed or OSError(exc.errno, exc.strerror, str(path))
+        if failed is not None:
+            raise failed
 
 
 def _csv_text(rows: list[dict[str, object]], fields: tuple[str, ...]) -> str:
@@ -432,7 +442,8 @@ def run_scenario(cfg: ScenarioConfig, steps: int | None = None, seed: int | None
         recorded = read_table(out / "slots.csv")
         if len(recorded) >= steps:
             raise ScenarioError(f"--resume: '{out}' has finished all {len(recorded)} slots; to run it longer "
-                                f"pass --steps with more than {len(recorded)}")
+                                f"pass --steps with more than {len(recorded)}; to redraw its plots and summary: "
+                                f"python -m scenarios report {out}")
         requests = read_table(out / "requests.csv")
         if recorded and (_header(out / "slots.csv") != SLOT_METRICS or _header(out / "requests.csv") != REQUEST_FIELDS):
             raise ScenarioError(f"--resume: the tables in '{out}' were written by another version of aigcsim "
@@ -513,13 +524,24 @@ def run_scenario(cfg: ScenarioConfig, steps: int | None = None, seed: int | None
         error = f"{type(exc).__name__}: {exc}"
         raise
     finally:
+        unclosed: OSError | None = None
         if writer is not None:
-            writer.close()
+            try:
+                writer.close()
+            except OSError as exc:      # a full disk: the run stops as failed, and run.json still says so
+                unclosed = exc
+                if status == "finished":
+                    status, error = "failed", f"{type(exc).__name__}: {exc}"
         close_feedback()
         if writer is not None or not resume:     # a resume refused before writing leaves run.json as it was
-            write_atomic(out / "run.json", json.dumps(
-                {"status": status, "slots_done": len(read_table(out / "slots.csv")), "slots": steps,
-                 "seed": seed, "error": error}, indent=1) + "\n")
+            try:
+                write_atomic(out / "run.json", json.dumps(
+                    {"status": status, "slots_done": len(read_table(out / "slots.csv")), "slots": steps,
+                     "seed": seed, "error": error}, indent=1) + "\n")
+            except OSError:
+                pass        # no room even for run.json: slots.csv still holds every finished slot
+    if unclosed is not None:
+        raise unclosed
     m = model.slot_metrics
     return RunResult(out=out, slots=steps, requests_issued=tally.issued, requests_delivered=tally.delivered,
                      requests_rated=tally.rated, mean_wait_s=tally.mean_wait_s, mean_qoe=tally.mean_qoe,

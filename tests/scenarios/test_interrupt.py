@@ -170,3 +170,63 @@ def test_an_interrupted_training_writes_its_checkpoint_and_resumes_to_the_same_e
             "actor_loss", "transitions")
     final = [[r[k] for k in keys] for r in table(out / "curve.csv")]
     assert len(final) == 4 and final == [[r[k] for k in keys] for r in table(tmp_path / "whole" / "curve.csv")]
+
+
+def test_a_full_disk_stops_the_run_with_its_file_named_and_resume_finishes_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """The disk fills at slot 6 and closing the tables fails too: the message names the table and the command
+    that goes on, run.json says the run failed, and the resumed run ends as one never stopped."""
+    import errno
+
+    from scenarios.cli import main
+
+    silent = str(silent_copy(tmp_path))
+    assert main(["run", silent, "--steps", "12", "--out", str(tmp_path / "whole"), "--no-live"]) == 0
+    real_append, real_close = run_module.RunWriter._append, run_module.RunWriter.close
+    writes = []
+
+    def full(self, path, rows, fields):  # noqa: ANN001, ANN202
+        writes.append(path)
+        if len([p for p in writes if p.name == "slots.csv"]) > 6:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        real_append(self, path, rows, fields)
+
+    def close(self):  # noqa: ANN001, ANN202
+        real_close(self)
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "full" / "requests.csv"))
+
+    out = tmp_path / "full"
+    capsys.readouterr()
+    with monkeypatch.context() as patch:
+        patch.setattr(run_module.RunWriter, "_append", full)
+        patch.setattr(run_module.RunWriter, "close", close)
+        assert main(["run", silent, "--steps", "12", "--out", str(out), "--no-live"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert f"cannot write {out / 'slots.csv'}: No space left on device" in err
+    assert f"go on with: python -m scenarios run --resume {out}" in err
+    record = json.loads((out / "run.json").read_text())
+    assert record["status"] == "failed" and record["slots_done"] == 5 and "No space" in record["error"]
+    assert main(["run", "--resume", str(out), "--no-live"]) == 0
+    for name in ("slots.csv", "requests.csv"):
+        assert table(out / name) == table(tmp_path / "whole" / name), name
+
+
+def test_report_redraws_a_run_folders_plots_and_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from scenarios.cli import main
+
+    out = tmp_path / "run"
+    assert main(["run", str(silent_copy(tmp_path)), "--steps", "8", "--out", str(out), "--no-live"]) == 0
+    capsys.readouterr()
+    for name in ("energy.png", "latency.png", "qoe_by_persona.png"):
+        (out / name).unlink()
+    sheet = (out / "image_sheet.png").read_bytes()
+    assert main(["run", "--resume", str(out), "--no-live"]) == 2
+    assert f"python -m scenarios report {out}" in capsys.readouterr().err
+    assert main(["report", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert all((out / name).is_file() for name in ("energy.png", "latency.png", "qoe_by_persona.png"))
+    assert (out / "image_sheet.png").read_bytes() == sheet
+    assert "slots: 8" in printed and "image sheet" in printed
+    assert main(["report", str(tmp_path)]) == 2
+    assert "is not a run folder" in capsys.readouterr().err
