@@ -11,6 +11,7 @@ import mesa
 import numpy as np
 import simpy
 
+from agents.gpu_server import least_loaded
 from agents.request import ImageRequest, RequestState
 
 # Per-request observation row (what the policy sees), in this order.
@@ -58,6 +59,13 @@ class Limits:
     min_power_w: float
     max_power_w: float
 
+    def decode(self, action: np.ndarray) -> tuple[int, int, float]:
+        """An action row in [0, 1] (ACTION_FEATURES) -> (server steps, phone steps, power W), rounded as served."""
+        steps_frac, share, power_frac = (float(a) for a in action)
+        total = int(round(self.min_steps + steps_frac * (self.max_steps - self.min_steps)))
+        server_steps = int(round(total * share))
+        return server_steps, total - server_steps, self.min_power_w + power_frac * (self.max_power_w - self.min_power_w)
+
 
 class BaseStation(mesa.Agent):
     """Collects requests, allocates steps and power once per slot, and transmits results.
@@ -94,8 +102,8 @@ class BaseStation(mesa.Agent):
         radio = self.model.radio
         users = self.model.users_by_id
         rows = np.zeros((len(requests), len(OBS_FEATURES)))
-        least = min(self.model.gpu_servers, key=lambda s: s.queued_steps * s.compute.step_latency_s(1))
-        backlog = least.queued_steps * least.compute.step_latency_s(1)
+        least = self.model.gpu_servers[least_loaded(self.model.gpu_servers)]
+        backlog = least.backlog_s
         similar = self.similar_counts(requests)
         known = self.model.cfg.base_station.observe_traits
         for i, r in enumerate(requests):
@@ -132,16 +140,12 @@ class BaseStation(mesa.Agent):
         lim = self.limits
         radio = self.model.radio
         servers = self.model.gpu_servers
-        backlog_s = [s.queued_steps * s.compute.step_latency_s(1) for s in servers]
+        backlog_s = [s.backlog_s for s in servers]
         to_gpu: dict[int, list[ImageRequest]] = {}
         for r, o, a in zip(requests, obs, action):
-            steps_frac, share, power_frac = a
             r.decision = (o, a)
             u = self.model.users_by_id[r.user_id].index
-            total = int(round(lim.min_steps + steps_frac * (lim.max_steps - lim.min_steps)))
-            r.server_steps = int(round(total * share))
-            r.device_steps = total - r.server_steps
-            r.power_w = lim.min_power_w + power_frac * (lim.max_power_w - lim.min_power_w)
+            r.server_steps, r.device_steps, r.power_w = lim.decode(a)
             r.allocated_s = self.model.env.now
             r.distance_m = float(radio.distance_m[u])
             if r.server_steps > 0:     # join the GPU with the least work queued

@@ -39,6 +39,11 @@ ANSWER_SCHEMA: dict = {
 }
 
 
+
+def rating_qoe(rating: float) -> float:
+    """A 1-5 rating as QoE in [0, 1]: (rating - 1) / 4."""
+    return (rating - 1.0) / 4.0
+
 @dataclass(frozen=True)
 class Delivery:
     """What the user perceives of one delivered image.
@@ -105,7 +110,7 @@ class Feedback:
     @property
     def qoe(self) -> float | None:
         """QoE in [0, 1]: (rating - 1) / 4; None when there is no valid rating."""
-        return None if self.score is None else (self.score - 1.0) / 4.0
+        return None if self.score is None else rating_qoe(self.score)
 
     def as_dict(self) -> dict[str, object]:
         """Plain fields, for caches and records."""

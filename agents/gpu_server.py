@@ -68,6 +68,11 @@ class GpuServer(mesa.Agent):
         self._running: tuple[float, float, list[ImageRequest], list[float]] | None = None
         self._metered = 0.0             # share of the running batch's energy already booked
 
+
+    @property
+    def backlog_s(self) -> float:
+        """The steps queued here at the batch-1 step latency, s: what the base station balances on."""
+        return self.queued_steps * self.compute.step_latency_s(1)
     def submit(self, requests: list[ImageRequest]) -> None:
         """Queue requests for denoising.
 
@@ -147,3 +152,8 @@ class GpuServer(mesa.Agent):
         """GPU time used so far, including the running batch's elapsed part, s."""
         running = 0.0 if self._batch_started_s is None else self.model.env.now - self._batch_started_s
         return self.busy_s + running
+
+
+def least_loaded(servers: Sequence[GpuServer]) -> int:
+    """Index of the server with the least work queued (the first of equals): where a request goes."""
+    return min(range(len(servers)), key=lambda k: servers[k].backlog_s)

@@ -9,7 +9,8 @@ from typing import Any
 from agents.feedback import Feedback
 
 
-_NOT_RECORDED = ("extra", "image", "decision", "feedback")    # ImageRequest fields that are not one table cell
+_NOT_RECORDED = ("image", "decision", "feedback")    # ImageRequest fields that are not one table cell
+_SERVED = ("cluster", "shared_steps", "seen")        # what a sharing engine adds: the last columns of the table
 
 
 class RequestState(Enum):
@@ -62,7 +63,10 @@ class ImageRequest:
     feedback: Feedback | None = None
     image: Any = field(default=None, repr=False)     # the delivered pixels (H x W x 3 uint8) when rendered for real
     decision: Any = field(default=None, repr=False)  # (observation row, action row) the base station decided on
-    extra: dict[str, float | str] = field(default_factory=dict)
+    # set by a GPU engine that shares steps between similar prompts (empty otherwise)
+    cluster: str = ""                     # "<batch>.<group>" of the requests that shared, "solo" when none did
+    shared_steps: int | None = None       # steps run once for its cluster
+    seen: str = ""                        # what the judge saw in the delivered image (real rendering), in words
 
     @property
     def steps(self) -> int:
@@ -88,7 +92,7 @@ class ImageRequest:
     def as_record(self) -> dict[str, float | int | str | bool | None]:
         """Flat row for the run's requests table."""
         # the scalar fields by hand: asdict would deep-copy every value, a fifth of a profiled run's time
-        row = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in _NOT_RECORDED}
+        row = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in _NOT_RECORDED + _SERVED}
         row["state"] = self.state.value
         row["steps"] = self.steps
         row["wait_s"] = self.wait_s
@@ -105,5 +109,5 @@ class ImageRequest:
             "feedback_error": fb.error if fb else "",
             "feedback_failed": fb.failed if fb else None,
         })
-        row.update(self.extra)
+        row.update({name: getattr(self, name) for name in _SERVED})
         return row

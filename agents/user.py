@@ -147,7 +147,7 @@ class MobileUser(mesa.Agent):
         """SimPy process: the answer is started at once and spoken after the think time."""
         delivery = Delivery(prompt=request.prompt, steps=request.steps, sharpness=request.sharpness,
                             fidelity=request.fidelity, wait_s=request.wait_s,
-                            seen=str(request.extra.get("seen", "")))
+                            seen=request.seen)
         pending = self.feedback.submit(self.persona, delivery)
         yield self.model.env.timeout(self.model.rng.uniform(*self.think_s))
         request.feedback = pending.result()     # waits in wall-clock time only if the model is still busy

@@ -131,9 +131,6 @@ class AllocationEnv(gym.Env):
         width = len(OBS_FEATURES) + 1
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(max_requests, width), dtype=np.float32)
         self.action_space = gym.spaces.Box(0.0, 1.0, shape=(max_requests, len(ACTION_FEATURES)), dtype=np.float32)
-        self.budget_j = cfg.base_station.energy_budget_j_per_slot
-        self.penalty = cfg.base_station.energy_penalty
-        self.device_weight = cfg.base_station.device_energy_weight
         self.model: CityBlock | None = None
         self.outcomes: list[Outcome] = []
         self._decided = _Decided()
@@ -203,13 +200,14 @@ class AllocationEnv(gym.Env):
 
     def _reward(self, m: dict[str, float]) -> float:
         """A slot's reward: its QoE less the over-budget penalty and the phones' battery term."""
-        return (float(m["total_qoe"]) - self.penalty * float(m["over_budget_j"]) / self.budget_j
-                - self.device_weight * float(m["device_energy_j"]))
+        return self.cfg.base_station.reward(float(m["total_qoe"]), float(m["over_budget_j"]),
+                                            float(m["device_energy_j"]))
 
     def _outcome(self, request: Any) -> Outcome:
         obs, action = request.decision
         return Outcome(obs=obs, action=action, qoe=request.qoe, energy_j=request.energy_j,
-                       reward=request.qoe - request.energy_penalty - self.device_weight * request.device_energy_j)
+                       reward=self.cfg.base_station.reward(request.qoe, 0.0, request.device_energy_j)
+                       - request.energy_penalty)
 
     def _observe(self) -> np.ndarray:
         bs = self.model.base_station

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from agents.base_station import ACTION_FEATURES, OBS_FEATURES
-from agents.feedback import Delivery
+from agents.feedback import Delivery, rating_qoe
+from agents.gpu_server import least_loaded
 from agents.request import ImageRequest
 from world.city import CityBlock
 from world.config import ScenarioConfig
@@ -238,15 +239,10 @@ class OptimumPolicy:
     def _forecast(self, request: ImageRequest, row: np.ndarray, action: np.ndarray) -> Forecast:
         model, cfg = self._bound(), self.cfg
         bs = cfg.base_station
-        a_t, share, a_p = (float(a) for a in action)
-        total = int(round(bs.min_steps + a_t * (bs.max_steps - bs.min_steps)))
-        server_steps = int(round(total * share))
-        device_steps = total - server_steps
-        power_w = cfg.radio.min_power_w + a_p * (cfg.radio.max_power_w - cfg.radio.min_power_w)
-
-        servers = model.gpu_servers
-        k = min(range(len(servers)), key=lambda j: servers[j].queued_steps * servers[j].compute.step_latency_s(1))
-        engine = servers[k].compute
+        server_steps, device_steps, power_w = model.base_station.limits.decode(action)
+        total = server_steps + device_steps
+        k = least_loaded(model.gpu_servers)
+        engine = model.gpu_servers[k].compute
         cooperative = server_steps > 0 and isinstance(engine, CooperativeRender)
         payload_bits = engine.latent_bits if cooperative and device_steps > 0 else cfg.radio.payload_bits
         gain = 10.0 ** (row[OBS_FEATURES.index("gain_db")] / 10.0)
@@ -259,11 +255,10 @@ class OptimumPolicy:
 
         persona = model.users_by_id[request.user_id].persona
         rating = self.feedback.predict(persona, Delivery(request.prompt, total, sharpness, fidelity, wait_s))
-        qoe = (rating - 1.0) / 4.0
+        qoe = rating_qoe(rating)
         energy_j = server_steps * cfg.gpu_servers[k].step_energy_j + power_w * tx_s
         device_j = device_steps * cfg.phone.step_energy_j
-        reward = (qoe - bs.energy_penalty * max(0.0, energy_j - self.share_j) / bs.energy_budget_j_per_slot
-                  - bs.device_energy_weight * device_j)
+        reward = bs.reward(qoe, max(0.0, energy_j - self.share_j), device_j)
         return Forecast(server_steps=server_steps, device_steps=device_steps, power_w=power_w, wait_s=wait_s,
                         sharpness=sharpness, fidelity=fidelity, rating=rating, qoe=qoe, energy_j=energy_j,
                         device_energy_j=device_j, reward=reward)

@@ -7,7 +7,7 @@ language model never freezes the view, and drawing never reads the model while i
 
 Fields that not every world produces (prompt clusters and shared denoising steps, absent with
 `imagegen.share: false`; a learner's episode and losses) are read where they appear
-(`ImageRequest.extra["cluster"]`, `extra["shared_steps"]`, a GPU server's `clusters_formed` /
+(`ImageRequest.cluster`, `shared_steps`, a GPU server's `clusters_formed` /
 `shared_steps_saved`, a learning policy's `episode` / `last_reward` / `losses`) and shown as "-" or
 "not yet" while absent.
 Agents and the model never print; only this module (and the summary in `report.py`) draws.
@@ -404,11 +404,11 @@ def last_qoe(received: Sequence[ImageRequest]) -> float:
 
 def request_cells(r: ImageRequest) -> list[str | Text]:
     """One row of the recent-requests table."""
-    shared = r.extra.get("shared_steps")
+    shared = r.shared_steps
     own = f"{r.server_steps}+{r.device_steps}"
-    if isinstance(shared, (int, float)):
-        own = f"{r.steps - int(shared)}"
-    cluster = r.extra.get("cluster")
+    if shared is not None:
+        own = f"{r.steps - shared}"
+    cluster = r.cluster or None
     fb = r.feedback
     if fb is None:
         rating, said = Text(NONE, style="grey62"), Text("(silent)", style="grey62")

@@ -292,7 +292,7 @@ class SheetCell:
             said, rating = fb.text, f"{fb.rating}/5"
         else:
             said, rating = f"({'failed' if fb.failed else 'invalid'} answer: {fb.error})", "-"
-        shared = r.extra.get("shared_steps")
+        shared = r.shared_steps
         steps = f"{r.steps} (GPU {r.server_steps}, phone {r.device_steps}"
         steps += f", shared {shared})" if shared is not None else ")"
         note = f"sharpness {r.sharpness:.2f}, fidelity {r.fidelity:.2f}, wait {r.wait_s:.1f} s"

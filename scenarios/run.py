@@ -53,9 +53,8 @@ from world.ray_feedback import build_ray_backends
 
 USER_FIELDS = ("user_id", "index", "name", "persona", *TRAITS, "speed_mps")
 # the request's own fields, then what the GPU servers' cooperative engine adds (empty when it does not share)
-RENDER_FIELDS = ("cluster", "shared_steps", "seen")
 REQUEST_FIELDS = (*ImageRequest(request_id=0, user_id=0, persona="", prompt="", topic="", issued_s=0.0).as_record(),
-                  *RENDER_FIELDS, "finished_slot")
+                  "finished_slot")
 # slot columns that a replay need not repeat: counts of where answers came from and wall-clock latency
 NOT_REPLAYED = ("llm_calls", "cache_hits", "cache_hit_rate", "llm_median_latency_s")
 FINISH_S = 300.0          # longest the clock runs on after the last slot to finish the requests in flight, s

@@ -186,7 +186,7 @@ class CityBlock(mesa.Model):
         budget = self.cfg.base_station.energy_budget_j_per_slot
         over = max(0.0, service - budget)
         if over > 0:    # the slot's penalty, shared by the requests whose energy was spent in it
-            penalty = self.cfg.base_station.energy_penalty * over / budget
+            penalty = self.cfg.base_station.budget_penalty(over)
             for r, energy in self.booked:
                 r.energy_penalty += penalty * energy / service
         self.slot_metrics = {

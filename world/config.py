@@ -164,6 +164,14 @@ class BaseStationConfig(BaseModel):
     def _file_path(cls, path: str | None) -> str | None:
         return file_path(path)
 
+    def budget_penalty(self, over_budget_j: float) -> float:
+        """Reward lost for energy over the slot budget, QoE: energy_penalty * over_budget_j / budget."""
+        return self.energy_penalty * over_budget_j / self.energy_budget_j_per_slot
+
+    def reward(self, qoe: float, over_budget_j: float, device_energy_j: float) -> float:
+        """The objective: QoE less the over-budget penalty and the phones' battery term (README, the objective)."""
+        return qoe - self.budget_penalty(over_budget_j) - self.device_energy_weight * device_energy_j
+
     @model_validator(mode="after")
     def _steps_range(self) -> BaseStationConfig:
         if self.min_steps > self.max_steps:

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-import scenarios.cli as cli_module
 import scenarios.run as run_module
 from agents.feedback import Feedback
 from agents.request import ImageRequest
@@ -77,7 +76,7 @@ def test_cluster_and_shared_steps_are_read_where_they_will_appear() -> None:
     r.feedback = Feedback("Too slow.", 2, None, "{}", 0.1, "x", valid=True)
     cells = [str(c) for c in request_cells(r)]
     assert cells[2] == "-" and cells[3] == "-" and cells[4] == "30+10"
-    r.extra.update(cluster=3, shared_steps=12)
+    r.cluster, r.shared_steps = "3", 12
     cells = [str(c) for c in request_cells(r)]
     assert cells[2] == "3" and cells[3] == "12" and cells[4] == "28"
     assert "2/5" in cells and "Too slow." in cells
@@ -113,7 +112,7 @@ def test_outside_a_terminal_progress_is_plain_ascii_lines(tmp_path: Path, capsys
 def test_in_a_terminal_the_live_view_draws_unless_no_live(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                           capsys: pytest.CaptureFixture[str]) -> None:
     screen = io.StringIO()
-    monkeypatch.setattr(cli_module, "Console", terminal(screen))
+    monkeypatch.setattr("rich.console.Console", terminal(screen))     # the command imports it when it runs
     silent = str(silent_copy(tmp_path))
     assert main(["run", silent, "--steps", "5", "--out", str(tmp_path / "a")]) == 0
     assert "City block" in screen.getvalue() and "summary" in screen.getvalue()

@@ -34,7 +34,7 @@ def test_profiled_sharing_saves_server_steps():
     model, done = run(shipped(SILENT, path=RUSH_HOUR), 20)
     engine = model.gpu_servers[0].compute
     assert isinstance(engine, CooperativeRender)
-    shared = [r for r in done if r.extra["shared_steps"] > 0]
+    shared = [r for r in done if r.shared_steps > 0]
     assert shared, "no request shared a prefix in a busy block"
     assert engine.clusters_formed > 0
     # every evaluation saved is a shared step that one trajectory ran for several requests
@@ -46,7 +46,7 @@ def test_profiled_sharing_saves_server_steps():
 
 def test_sharing_off_costs_every_step():
     model, done = run(shipped({**SILENT, "users": {"count": 40}, "imagegen": {"share": False}}), 20)
-    assert all(r.extra.get("shared_steps", 0) == 0 for r in done)
+    assert all(not r.shared_steps for r in done)
 
 
 def test_profile_quality_falls_with_a_larger_shared_fraction():

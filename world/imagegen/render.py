@@ -169,9 +169,9 @@ class CooperativeRender:
         for g, group in enumerate(groups):
             for j in group.members:
                 r = batch[j]
-                r.extra["cluster"] = f"{self.batches}.{g}" if len(group.members) > 1 else "solo"
-                r.extra["shared_steps"] = group.shared
-                r.extra["seen"] = ""
+                r.cluster = f"{self.batches}.{g}" if len(group.members) > 1 else "solo"
+                r.shared_steps = group.shared
+                r.seen = ""
                 if r.device_steps > 0:
                     r.payload_bits = float(self.latent_bits)
                 sharpness, fidelity = self.table.assess(r.steps, group.shared / max(1, r.steps))
@@ -179,7 +179,7 @@ class CooperativeRender:
                     r.image = images[j]
                     if verdicts[j] is not None:     # a prompt the judge cannot read keeps the profiled figures
                         sharpness, fidelity = verdicts[j].detail, verdicts[j].fidelity
-                        r.extra["seen"] = verdicts[j].seen
+                        r.seen = verdicts[j].seen
                 r.sharpness, r.fidelity = sharpness, fidelity
         return timing
 
