@@ -14,9 +14,11 @@ import json
 import math
 import re
 import unicodedata
+from collections import deque
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Future
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from statistics import median
 from typing import Protocol
 
 from agents.persona import LOOKS, MATCHES, WAITS, Persona
@@ -127,11 +129,57 @@ class FeedbackBackend(Protocol):
         ...
 
 
+LATENCY_WINDOW = 1000     # model calls whose latencies the median is taken over: the most recent ones, count
+
+
+@dataclass
+class FeedbackStats:
+    """Counts since the start of the run, and the latencies of the most recent LATENCY_WINDOW model calls."""
+
+    calls: int = 0            # answers produced by a model (not the cache, not the learned model)
+    cache_hits: int = 0
+    learned: int = 0          # answers predicted by the learned feedback model
+    invalid: int = 0
+    failed: int = 0
+    # a window, not every call: a long run would otherwise keep one float per answer
+    latencies_s: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))
+
+    def median_latency_s(self) -> float:
+        """Median wall-clock latency of the most recent LATENCY_WINDOW model calls, s; NaN before the first."""
+        return float(median(self.latencies_s)) if self.latencies_s else float("nan")
+
+
 class FeedbackService(Protocol):
-    """What a user is handed: asks for feedback without blocking the simulation."""
+    """The personas' answers, as the block uses them: a user submits, the block reports what came back.
+
+    `world.feedback.FeedbackPool` (a language model behind a cache) and `world.feedback_model.LearnedFeedback`
+    (a model fitted on such answers) implement it.
+    """
 
     def submit(self, persona: Persona, delivery: Delivery) -> Future[Feedback]:
-        """Start producing the persona's answer; the future resolves to it."""
+        """Start producing the persona's answer without blocking the simulation; the future resolves to it."""
+        ...
+
+    def learn(self, persona: Persona, delivery: Delivery, feedback: Feedback) -> None:
+        """A rated delivery, for a service that learns from the answers it gave (others ignore it)."""
+        ...
+
+    def refresh(self) -> None:
+        """Refit what the service learned (called every feedback.learned_refresh_slots slots)."""
+        ...
+
+    @property
+    def stats(self) -> FeedbackStats:
+        """Where the answers came from since the start, and how long the model took."""
+        ...
+
+    @property
+    def agreement(self) -> dict[str, float]:
+        """How a learned model agrees with held-out answers (pairs, mae, spearman); empty when nothing is learned."""
+        ...
+
+    def close(self) -> None:
+        """Stop the service's workers and models."""
         ...
 
 

@@ -62,10 +62,9 @@ import gymnasium as gym
 import numpy as np
 
 from agents.base_station import ACTION_FEATURES, OBS_FEATURES
+from agents.feedback import FeedbackService
 from world.city import CityBlock
 from world.config import ScenarioConfig
-from world.feedback import FeedbackPool
-from world.feedback_model import LearnedFeedback
 
 
 DRAIN_S = 300.0     # longest the clock runs on after an episode's last slot, s
@@ -121,7 +120,7 @@ class AllocationEnv(gym.Env):
 
     metadata = {"render_modes": []}
 
-    def __init__(self, cfg: ScenarioConfig, feedback: FeedbackPool | LearnedFeedback | None,
+    def __init__(self, cfg: ScenarioConfig, feedback: FeedbackService | None,
                  max_requests: int = 8) -> None:
         if max_requests < 1:
             raise ValueError(f"max_requests must be at least 1, got {max_requests}")

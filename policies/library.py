@@ -41,10 +41,9 @@ import gymnasium as gym
 import numpy as np
 
 from agents.base_station import ACTION_FEATURES, OBS_CENTER, OBS_FEATURES, OBS_SCALE
+from agents.feedback import FeedbackService
 from policies.env import AllocationEnv, Outcome, episode_seed, run_episode
 from world.config import ScenarioConfig
-from world.feedback import FeedbackPool
-from world.feedback_model import LearnedFeedback
 
 OBS_LIMIT = 100.0      # scaled features are clipped to +-OBS_LIMIT (a gain 1500 dB from its centre)
 
@@ -79,7 +78,7 @@ class LibraryEnv(gym.Env):
 
     metadata = {"render_modes": []}
 
-    def __init__(self, cfg: ScenarioConfig, feedback: FeedbackPool | LearnedFeedback | None, seed: int = 0,
+    def __init__(self, cfg: ScenarioConfig, feedback: FeedbackService | None, seed: int = 0,
                  max_requests: int = 8) -> None:
         self.inner = AllocationEnv(cfg, feedback, max_requests)
         self.rows = max_requests

@@ -36,7 +36,7 @@ import yaml
 from pydantic import ValidationError
 
 from agents.base_station import ACTION_FEATURES, OBS_FEATURES, AllocationPolicy
-from agents.feedback import Delivery, Feedback
+from agents.feedback import Delivery, Feedback, FeedbackService, FeedbackStats
 from agents.persona import TRAITS, Persona
 from agents.request import ImageRequest
 from policies.ddpg import DDPG, CheckpointError
@@ -45,7 +45,7 @@ from policies.heuristics import FixedPolicy, GreedyPolicy, OptimumPolicy, Random
 from scenarios.loader import SHIPPED, ScenarioError
 from world.city import SLOT_METRICS, CityBlock
 from world.config import LEARNER_NAMES, POLICIES, ScenarioConfig  # noqa: F401  # POLICIES: imported from here
-from world.feedback import FeedbackCache, FeedbackPool, FeedbackStats
+from world.feedback import FeedbackCache, FeedbackPool
 from world.feedback_model import FeedbackFitError, LearnedFeedback, load_fit
 from world.files import write_atomic
 from world.llm import EMBEDDED_MODELS, build_backends
@@ -79,7 +79,7 @@ def start_fit(cfg: ScenarioConfig) -> np.ndarray | None:
 
 
 def make_policy(cfg: ScenarioConfig, seed: int,
-                feedback: FeedbackPool | LearnedFeedback | None = None) -> AllocationPolicy:
+                feedback: FeedbackService | None = None) -> AllocationPolicy:
     """The base station's policy named in the scenario.
 
     A learner (gddpg, ddpg) loads `base_station.checkpoint` when it names one, else starts untrained.
@@ -139,7 +139,7 @@ class FeedbackFailed(RuntimeError):
 
 
 def make_feedback(cfg: ScenarioConfig, seed: int, recorded: RecordedAnswers | None = None,
-                  ) -> tuple[FeedbackPool | LearnedFeedback | None, Callable[[], None]]:
+                  ) -> tuple[FeedbackService | None, Callable[[], None]]:
     """The personas' feedback service named in the scenario, and how to shut it down.
 
     With `recorded`, the model's answers come from a resumed run's record while there is one.
@@ -160,12 +160,13 @@ def make_feedback(cfg: ScenarioConfig, seed: int, recorded: RecordedAnswers | No
     # the cache key names the model by its file's hash, so a changed model never reuses old answers
     model_hash = EMBEDDED_MODELS[fcfg.llm.model].sha256 if fcfg.llm.backend == "embedded" else fcfg.llm.ollama_model
     pool = FeedbackPool(backends, backend_id=f"{backends[0].name}@{model_hash}", sampling=sampling, cache=cache)
+    asked: FeedbackService = pool
     if recorded is not None:
         recorded.pool = pool
-        pool = recorded    # type: ignore[assignment]   # same interface
-    engine: FeedbackPool | LearnedFeedback = pool
+        asked = recorded
+    engine = asked
     if fcfg.mode == "learned":
-        engine = LearnedFeedback(pool, np.random.default_rng([seed, 2]), fcfg.learned_live_share,
+        engine = LearnedFeedback(asked, np.random.default_rng([seed, 2]), fcfg.learned_live_share,
                                  fcfg.learned_min_pairs, start=start)
 
     def close() -> None:
@@ -335,7 +336,7 @@ def read_table(path: Path) -> list[dict[str, str]]:
 class RecordedAnswers:
     """The personas' answers a run recorded, served again while a resumed run replays its finished slots.
 
-    Stands in for the `FeedbackPool` (same interface): a delivery the record holds an answer to
+    A `FeedbackService` in front of the run's pool: a delivery the record holds an answer to
     gets that answer, anything else goes to the model. `stop()` ends the replay.
     """
 

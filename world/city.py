@@ -9,7 +9,7 @@ import numpy as np
 import simpy
 
 from agents.base_station import AllocationPolicy, BaseStation, Limits
-from agents.feedback import Delivery
+from agents.feedback import Delivery, FeedbackService
 from agents.gpu_server import ComputeModel, GpuServer
 from agents.persona import TRAITS, BigFive, Persona
 from agents.request import ImageRequest
@@ -17,8 +17,6 @@ from agents.user import MobileUser
 from world.compute import ProfiledQuality
 from world.imagegen.render import make_engines
 from world.config import ScenarioConfig
-from world.feedback import FeedbackPool
-from world.feedback_model import LearnedFeedback
 from world.prompts import PromptCatalog
 from world.radio import Radio
 from world.streets import ManhattanMobility, RandomWaypointMobility, StreetGrid
@@ -55,7 +53,7 @@ class CityBlock(mesa.Model):
 
     def __init__(self, cfg: ScenarioConfig, policy: AllocationPolicy, seed: int | None = None,
                  compute: list[ComputeModel] | None = None,
-                 feedback: FeedbackPool | LearnedFeedback | None = None) -> None:
+                 feedback: FeedbackService | None = None) -> None:
         self.seed = cfg.seed if seed is None else seed
         super().__init__(rng=self.seed)
         self.cfg = cfg

@@ -22,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from agents.feedback import Delivery, Feedback, FeedbackBackend, feedback_messages
+from agents.feedback import (LATENCY_WINDOW, Delivery, Feedback, FeedbackBackend,  # noqa: F401  # also imported from here
+                             FeedbackStats, feedback_messages)
 from agents.persona import Persona
 
 
@@ -73,26 +74,6 @@ class FeedbackCache:
     def close(self) -> None:
         with self._lock:
             self._db.close()
-
-
-LATENCY_WINDOW = 1000     # model calls whose latencies the median is taken over: the most recent ones, count
-
-
-@dataclass
-class FeedbackStats:
-    """Counts since the start of the run, and the latencies of the most recent LATENCY_WINDOW model calls."""
-
-    calls: int = 0            # answers produced by a model (not the cache, not the learned model)
-    cache_hits: int = 0
-    learned: int = 0          # answers predicted by the learned feedback model
-    invalid: int = 0
-    failed: int = 0
-    # a window, not every call: a long run would otherwise keep one float per answer
-    latencies_s: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))
-
-    def median_latency_s(self) -> float:
-        """Median wall-clock latency of the most recent LATENCY_WINDOW model calls, s; NaN before the first."""
-        return float(np.median(self.latencies_s)) if self.latencies_s else float("nan")
 
 
 class FeedbackPool:

@@ -23,10 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from agents.feedback import Delivery, Feedback, perceived_levels
+from agents.feedback import Delivery, Feedback, FeedbackService, FeedbackStats, perceived_levels
 from world.files import write_atomic
 from agents.persona import TRAITS, Persona
-from world.feedback import FeedbackPool, FeedbackStats
 
 LEARNED_BACKEND = "learned"
 MAX_PAIRS = 10_000          # newest LLM answers kept as training pairs, count
@@ -85,7 +84,7 @@ class LearnedFeedback:
         max_pairs: newest LLM answers kept as training pairs; older ones are dropped.
     """
 
-    def __init__(self, live: FeedbackPool | None, rng: np.random.Generator, live_share: float,
+    def __init__(self, live: FeedbackService | None, rng: np.random.Generator, live_share: float,
                  min_pairs: int, ridge: float = 1.0, start: np.ndarray | None = None,
                  max_pairs: int = MAX_PAIRS) -> None:
         if live is None and (start is None or live_share > 0):
