@@ -152,22 +152,34 @@ def plot_qoe_by_persona(requests: list[dict[str, str]], users: list[dict[str, st
 
 
 def plot_energy(slots: list[dict[str, str]], path: Path, budget_j: float) -> Path:
-    """Energy per slot: GPU, radio, phone stacked, and the service's budget per slot."""
-    fig = new_figure(8, 4.5)
-    ax = fig.add_subplot()
+    """Energy per slot; see `energy_figure`."""
+    return save_figure(energy_figure(slots, budget_j), path)
+
+
+def energy_figure(slots: list[dict[str, str]], budget_j: float) -> Figure:
+    """Energy per slot in two panels: above, what the service's budget covers (GPU and radio, stacked) against
+    the budget; below, the phones' own denoising energy, which the users' batteries pay outside the budget."""
+    fig = new_figure(8, 5.5)
+    service, phones = fig.subplots(2, 1, sharex=True, height_ratios=[2, 1])
     t = np.array([num(s["time_s"]) for s in slots])
-    parts = {name: np.nan_to_num([num(s[col]) for s in slots])
-             for name, col in (("GPU", "gpu_energy_j"), ("radio", "tx_energy_j"), ("phones", "device_energy_j"))}
+    parts = {name: np.nan_to_num([num(s[col]) for s in slots]) for name, col in (("GPU", "gpu_energy_j"),
+                                                                                  ("radio", "tx_energy_j"))}
+    phone = np.nan_to_num([num(s["device_energy_j"]) for s in slots])
     if len(t):
-        ax.stackplot(t, *parts.values(), labels=[f"{k} ({_energy(v.sum())})" for k, v in parts.items()],
-                     step="pre", alpha=0.8)
-        ax.axhline(budget_j, color="red", linestyle="--", linewidth=1, label=f"budget {budget_j:g} J/slot (GPU+radio)")
+        service.stackplot(t, *parts.values(), labels=[f"{k} ({_energy(v.sum())})" for k, v in parts.items()],
+                          step="pre", alpha=0.8)
+        service.axhline(budget_j, color="red", linestyle="--", linewidth=1, label=f"budget {budget_j:g} J/slot")
         over = sum(1 for s in slots if num(s["over_budget_j"]) > 0)
-        ax.set_title(f"Energy per slot ({over} of {len(slots)} slots over budget)")
-        ax.legend(fontsize=8, loc="upper left")
-    ax.set_xlabel("simulated time, s")
-    ax.set_ylabel("energy per slot, J")
-    return save_figure(fig, path)
+        service.set_title(f"Service energy per slot, GPU + radio ({over} of {len(slots)} slots over budget)")
+        service.legend(fontsize=8, loc="upper left")
+        phones.stackplot(t, phone, labels=[f"phones ({_energy(phone.sum())})"], step="pre", alpha=0.8,
+                         colors=["tab:green"])
+        phones.set_title("Phones' own denoising steps (the users' batteries, outside the budget)", fontsize=9)
+        phones.legend(fontsize=8, loc="upper left")
+    service.set_ylabel("J per slot")
+    phones.set_ylabel("J per slot")
+    phones.set_xlabel("simulated time, s")
+    return fig
 
 
 def _energy(joules: float) -> str:

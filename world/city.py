@@ -105,11 +105,13 @@ class CityBlock(mesa.Model):
         return self.agents_by_type[MobileUser]
 
     def _persona(self, index: int) -> Persona:
-        """The index-th user's persona: from the explicit list in turn, or sampled from Beta per trait."""
+        """The index-th user's persona: from the explicit list in turn, or sampled from Beta per trait. When the
+        list is shorter than the users, each listed persona is numbered (Ana 1, Ana 2, ...): every user has a name."""
         pop = self.cfg.users.population
         if pop.personas:
             p = pop.personas[index % len(pop.personas)]
-            return Persona(p.name, BigFive(*(getattr(p, t) for t in TRAITS)), p.background)
+            name = p.name if self.cfg.users.count <= len(pop.personas) else f"{p.name} {index // len(pop.personas) + 1}"
+            return Persona(name, BigFive(*(getattr(p, t) for t in TRAITS)), p.background)
         means = np.array([getattr(pop.trait_means, t) for t in TRAITS])
         traits = self.rng.beta(means * pop.concentration, (1.0 - means) * pop.concentration)
         name = NAMES[index % len(NAMES)] + (f" {index // len(NAMES) + 1}" if index >= len(NAMES) else "")

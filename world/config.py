@@ -95,7 +95,8 @@ class PopulationConfig(BaseModel):
 
     personas: tuple[PersonaConfig, ...] = Field(
         (), max_length=10_000, strict=False,
-        description="Explicit personas; users take them in turn. Empty: sample traits instead.")
+        description="Explicit personas; users take them in turn (with fewer personas than users, each is "
+                    "numbered: Ana 1, Ana 2, ...). Empty: sample traits instead.")
     trait_means: TraitMeans = Field(default_factory=TraitMeans, description="Sampling: mean of each trait.")
     concentration: float = Field(
         2.0, gt=0, description="Sampling: Beta(mean * c, (1 - mean) * c) per trait; 2 with mean 0.5 is uniform.")

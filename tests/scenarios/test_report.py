@@ -9,7 +9,7 @@ import pytest
 
 from agents.persona import TRAITS
 from scenarios.report import (
-    PLACEHOLDER, SheetCell, image_sheet, latency_parts, persona_type, plot_learning_curve, read_rows,
+    PLACEHOLDER, SheetCell, energy_figure, image_sheet, latency_parts, persona_type, plot_learning_curve, read_rows,
     summary_lines, write_report,
 )
 from scenarios.run import run_scenario
@@ -80,3 +80,15 @@ def test_image_sheet_takes_an_optional_image_per_cell(tmp_path: Path) -> None:
 def test_learning_curve_when_a_learner_reports_history(tmp_path: Path) -> None:
     history = [{"episode": k, "reward": 0.1 * k, "actor_loss": 1.0 / (k + 1)} for k in range(5)]
     assert plot_learning_curve(history, tmp_path / "lc.png").read_bytes()[:4] == PNG
+
+
+def test_energy_plot_sets_the_budget_against_what_it_covers() -> None:
+    """Phones' energy (outside the budget) gets its own panel: the budget line faces GPU + radio only."""
+    slots = [{"time_s": str(t), "gpu_energy_j": "60", "tx_energy_j": "5", "device_energy_j": "300",
+              "over_budget_j": "0"} for t in range(1, 11)]
+    service, phones = energy_figure(slots, budget_j=150.0).axes
+    labels = [t.get_text() for t in service.get_legend().get_texts()]
+    assert labels[:2] == ["GPU (600 J)", "radio (50 J)"] and labels[2].startswith("budget 150")
+    assert [t.get_text() for t in phones.get_legend().get_texts()] == ["phones (3,000 J)"]
+    assert "0 of 10 slots over budget" in service.get_title()
+    assert service.get_ylim()[1] < 300      # the phones' 300 J a slot are not stacked against the budget

@@ -56,8 +56,11 @@ def test_persona_population_from_an_explicit_list_and_from_sampling() -> None:
         {"name": "Ben", "openness": 0.9, "conscientiousness": 0.1, "extraversion": 0.5, "agreeableness": 0.9,
          "neuroticism": 0.05}]}})
     model = CityBlock(listed, FixedPolicy())
-    assert [u.persona.name for u in model.user_list] == ["Ana", "Ben", "Ana", "Ben", "Ana"]
+    # more users than personas: the list is taken in turn and each repeat is numbered, so every user has a name
+    assert [u.persona.name for u in model.user_list] == ["Ana 1", "Ben 1", "Ana 2", "Ben 2", "Ana 3"]
     assert model.user_list[0].persona.background == "A nurse."
+    assert [u.persona.name for u in CityBlock(listed.model_copy(update={"users": listed.users.model_copy(
+        update={"count": 2})}), FixedPolicy()).user_list] == ["Ana", "Ben"]
     sampled = config(users={"count": 400, "population": {"trait_means": {"neuroticism": 0.8}, "concentration": 10}})
     traits = np.array([u.persona.traits.as_tuple() for u in CityBlock(sampled, FixedPolicy()).user_list])
     assert traits[:, 4].mean() == pytest.approx(0.8, abs=0.03)
