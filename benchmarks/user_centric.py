@@ -35,7 +35,7 @@ def run_policy(path: Path, policy: str, checkpoint: Path | None, seeds: int) -> 
     import torch
 
     from policies.env import EVALUATION_SEED, AllocationEnv, episode_seed
-    from scenarios.run import LEARNERS, make_feedback, make_policy
+    from scenarios.assemble import LEARNERS, make_feedback, make_policy
     from scenarios.train import TrainOptions, training_config
 
     torch.set_num_threads(1)

@@ -137,7 +137,10 @@ def _run(path: Path | None, args: argparse.Namespace, prog: str) -> int:
 
     from scenarios.live import LiveView
     from scenarios.report import SheetSampler, write_report
-    from scenarios.run import FeedbackFailed, default_run_dir, read_table, resume_config, run_scenario, with_options
+    from scenarios.assemble import with_options
+    from scenarios.replay import resume_config
+    from scenarios.run import FeedbackFailed, default_run_dir, run_scenario
+    from scenarios.tables import read_table
 
     if args.resume is not None:
         given = [flag for flag, value in (("FILE", path), ("--seed", args.seed), ("--policy", args.policy),

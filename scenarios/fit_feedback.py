@@ -14,7 +14,6 @@ its answers stay in the cache so that running it again asks only what is missing
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -24,7 +23,7 @@ import numpy as np
 from policies.heuristics import RandomPolicy
 from scenarios.cli import Parser, positive_int, seed_int, add_debug_option, guarded, scenario_path
 from scenarios.loader import ScenarioError, load_scenario
-from scenarios.run import make_feedback
+from scenarios.assemble import make_feedback
 from world.city import CityBlock
 from world.feedback_model import LearnedFeedback
 

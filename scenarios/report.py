@@ -18,7 +18,6 @@ Files written into the run folder:
 
 from __future__ import annotations
 
-import csv
 import math
 import statistics
 import textwrap
@@ -32,6 +31,7 @@ import numpy as np
 from rich.table import Table
 
 from agents.persona import TRAITS
+from scenarios.tables import read_table
 from world.config import LEARNER_NAMES
 from world.files import replacing
 
@@ -65,12 +65,6 @@ def ci95(values: Sequence[float]) -> float:
     return T95.get(len(values) - 1, 1.96) * statistics.stdev(values) / math.sqrt(len(values))
 
 
-def read_rows(path: Path) -> list[dict[str, str]]:
-    """A CSV table of the run folder as rows of strings; empty when the file is missing."""
-    if not path.is_file():
-        return []
-    with path.open(newline="", encoding="utf-8") as f:
-        return list(csv.DictReader(f))
 
 
 def num(value: str | None) -> float:
@@ -391,9 +385,9 @@ def write_report(out: Path, cells: Sequence[SheetCell] | None, policy: str, budg
         learner_history: one mapping per episode when a learner ran; None: no learning curve.
         wall_s: wall-clock seconds the run took, for the summary.
     """
-    slots = read_rows(out / "slots.csv")
-    requests = read_rows(out / "requests.csv")
-    users = read_rows(out / "users.csv")
+    slots = read_table(out / "slots.csv")
+    requests = read_table(out / "requests.csv")
+    users = read_table(out / "users.csv")
     report = Report(out)
     run_s = num(slots[-1]["time_s"]) if slots else 0.0
     report.files.append(plot_qoe_by_persona(requests, users, out / "qoe_by_persona.png", run_s))

@@ -14,208 +14,37 @@ is there. Resuming (`run_scenario(..., resume=True)`) rebuilds the block from co
 replays the finished slots: the personas' recorded answers (requests.csv) are served again
 instead of asking the model, and every replayed slot is checked against its row in slots.csv.
 Then the files are cut back to the finished slots and the run goes on from there.
+
+The block's parts (policy, feedback service) come from `scenarios.assemble`, the replay from
+`scenarios.replay`, the tables' layout and the folder from `scenarios.tables`.
 """
 
 from __future__ import annotations
 
-import csv
-import hashlib
-import io
 import json
 import math
 import time
-from collections import defaultdict
-from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Callable
 
-import numpy as np
 import yaml
-from pydantic import ValidationError
 
-from agents.base_station import ACTION_FEATURES, OBS_FEATURES, AllocationPolicy
-from agents.feedback import Delivery, Feedback, FeedbackService, FeedbackStats
-from agents.persona import TRAITS, Persona
-from agents.request import ImageRequest
-from policies.ddpg import DDPG, CheckpointError
-from policies.gddpg import GDDPG
-from policies.heuristics import FixedPolicy, GreedyPolicy, OptimumPolicy, RandomPolicy
-from scenarios.loader import SHIPPED, ScenarioError
+from agents.persona import TRAITS
+from scenarios.assemble import make_feedback, make_policy, start_fit, with_seed_and_slots
+from scenarios.loader import ScenarioError
+from scenarios.replay import RecordedAnswers, check_replay, cut_back, header, row_slot
+from scenarios.tables import REQUEST_FIELDS, USER_FIELDS, csv_text, prepare_run_dir, read_table, refuse_occupied
 from world.city import SLOT_METRICS, CityBlock
-from world.config import LEARNER_NAMES, POLICIES, ScenarioConfig  # noqa: F401  # POLICIES: imported from here
-from world.feedback import FeedbackCache, FeedbackPool
-from world.feedback_model import FeedbackFitError, LearnedFeedback, load_fit
+from world.config import ScenarioConfig
 from world.files import write_atomic
-from world.llm import EMBEDDED_MODELS, build_backends
-from world.ray_feedback import build_ray_backends
 
-USER_FIELDS = ("user_id", "index", "name", "persona", *TRAITS, "speed_mps")
-# the request's own fields, then what the GPU servers' cooperative engine adds (empty when it does not share)
-REQUEST_FIELDS = (*ImageRequest(request_id=0, user_id=0, persona="", prompt="", topic="", issued_s=0.0).as_record(),
-                  "finished_slot")
-# slot columns that a replay need not repeat: counts of where answers came from and wall-clock latency
-NOT_REPLAYED = ("llm_calls", "cache_hits", "cache_hit_rate", "llm_median_latency_s")
 FINISH_S = 300.0          # longest the clock runs on after the last slot to finish the requests in flight, s
-
-
-LEARNERS = {"gddpg": GDDPG, "ddpg": DDPG}     # the learners' classes, by their names in world.config
-assert tuple(LEARNERS) == LEARNER_NAMES
-
-
-def start_fit(cfg: ScenarioConfig) -> np.ndarray | None:
-    """The weights of the scenario's `feedback.learned_start` fit, checked; None when it names none.
-
-    Raises:
-        ScenarioError: the fit is missing, unreadable or made for other features.
-    """
-    if not cfg.feedback.learned_start:
-        return None
-    try:
-        return load_fit(resolve_shipped(cfg.feedback.learned_start, "feedback.learned_start"))
-    except FeedbackFitError as exc:
-        raise ScenarioError(f"feedback.learned_start: {exc}") from None
-
-
-def make_policy(cfg: ScenarioConfig, seed: int,
-                feedback: FeedbackService | None = None) -> AllocationPolicy:
-    """The base station's policy named in the scenario.
-
-    A learner (gddpg, ddpg) loads `base_station.checkpoint` when it names one, else starts untrained.
-    'optimum' plans on the learned persona-feedback model: the run's own when feedback is learned,
-    else the scenario's `feedback.learned_start` fit; call its `bind(model)` once the block exists.
-    """
-    name = cfg.base_station.policy
-    if name in LEARNERS:
-        if cfg.base_station.checkpoint is None:
-            return LEARNERS[name](seed=seed)
-        path = resolve_shipped(cfg.base_station.checkpoint, "base_station.checkpoint")
-        try:
-            learner, _ = LEARNERS[name].from_checkpoint(path)
-        except CheckpointError as exc:
-            raise ScenarioError(f"base_station.checkpoint: {exc}") from None
-        if learner.obs_dim != len(OBS_FEATURES) or learner.act_dim != len(ACTION_FEATURES):
-            raise ScenarioError(f"base_station.checkpoint: '{path}' observes {learner.obs_dim} values and acts on "
-                                f"{learner.act_dim}; the base station gives {len(OBS_FEATURES)} and takes "
-                                f"{len(ACTION_FEATURES)}: it was made for another observation layout; retrain it with "
-                                f"`python -m scenarios.train SCENARIO --policy {name}`")
-        return learner
-    if name == "greedy":
-        return GreedyPolicy(cfg)
-    if name == "optimum":
-        if not isinstance(feedback, LearnedFeedback):
-            if not cfg.feedback.learned_start:
-                raise ScenarioError("policy 'optimum' plans on the learned persona-feedback model: set "
-                                    "feedback.learned_start (make a fit with `python -m scenarios.fit_feedback`)")
-            start = start_fit(cfg)
-            feedback = LearnedFeedback(None, np.random.default_rng([seed, 3]), 0.0, 30, start=start)
-        return OptimumPolicy(cfg, feedback)
-    if name == "random":
-        return RandomPolicy(np.random.default_rng([seed, 1]))
-    return FixedPolicy()
-
-
-def with_options(cfg: ScenarioConfig, policy: str | None, checkpoint: Path | None) -> ScenarioConfig:
-    """The scenario with --policy and --checkpoint applied; a checkpoint only goes with a learner."""
-    bs = cfg.base_station
-    if policy is not None and policy != bs.policy:
-        # another policy than the scenario's: the scenario's checkpoint belongs to its own policy
-        bs = bs.model_copy(update={"policy": policy, "checkpoint": None})
-    if checkpoint is not None:
-        if bs.policy not in LEARNERS:
-            raise ScenarioError(
-                f"--checkpoint {checkpoint}: policy '{bs.policy}' is a heuristic and loads no weights; "
-                f"checkpoints belong to the learners ({', '.join(LEARNERS)}): add --policy gddpg or --policy ddpg")
-        if not checkpoint.is_file():
-            raise ScenarioError(f"--checkpoint {checkpoint}: no such file; give a checkpoint written by "
-                                f"`python -m scenarios.train` (its run folder's policy.pt)")
-        bs = bs.model_copy(update={"checkpoint": str(checkpoint.resolve())})
-    return cfg.model_copy(update={"base_station": bs})
 
 
 class FeedbackFailed(RuntimeError):
     """The language model stopped answering and the run was asked to stop at once (--fail-fast)."""
-
-
-def make_feedback(cfg: ScenarioConfig, seed: int, recorded: RecordedAnswers | None = None,
-                  ) -> tuple[FeedbackService | None, Callable[[], None]]:
-    """The personas' feedback service named in the scenario, and how to shut it down.
-
-    With `recorded`, the model's answers come from a resumed run's record while there is one.
-    """
-    fcfg = cfg.feedback
-    if fcfg.mode == "silent":
-        return None, lambda: None
-    start = start_fit(cfg)
-    if fcfg.mode == "learned" and start is not None and fcfg.learned_live_share == 0:
-        frozen = LearnedFeedback(None, np.random.default_rng([seed, 2]), 0.0, fcfg.learned_min_pairs, start=start)
-        return frozen, frozen.close
-    if fcfg.serve == "ray":
-        backends, close_backends = build_ray_backends(fcfg.llm, fcfg.instances)
-    else:
-        backends, close_backends = build_backends(fcfg.llm, fcfg.instances)
-    sampling = fcfg.llm.model_dump(include={"temperature", "top_logprobs", "max_tokens", "max_retries"})
-    cache = FeedbackCache(fcfg.cache) if fcfg.cache else None
-    # the cache key names the model by its file's hash, so a changed model never reuses old answers
-    model_hash = EMBEDDED_MODELS[fcfg.llm.model].sha256 if fcfg.llm.backend == "embedded" else fcfg.llm.ollama_model
-    pool = FeedbackPool(backends, backend_id=f"{backends[0].name}@{model_hash}", sampling=sampling, cache=cache)
-    asked: FeedbackService = pool
-    if recorded is not None:
-        recorded.pool = pool
-        asked = recorded
-    engine = asked
-    if fcfg.mode == "learned":
-        engine = LearnedFeedback(asked, np.random.default_rng([seed, 2]), fcfg.learned_live_share,
-                                 fcfg.learned_min_pairs, start=start)
-
-    def close() -> None:
-        engine.close()
-        close_backends()
-
-    return engine, close
-
-
-def resolve_shipped(name: str, field: str) -> Path:
-    """A file named in a scenario: as given (relative to the working folder), else beside the shipped scenarios.
-
-    A shipped model file (a trained checkpoint, a feedback fit) is checked against the sha256 in
-    scenarios/SHA256SUMS before it is used.
-    """
-    path = Path(name)
-    if not (path.is_file() or path.is_absolute()):
-        path = SHIPPED / path
-        if not path.is_file():
-            raise ScenarioError(f"{field}: '{name}' does not exist here or in {SHIPPED}; give a path to an "
-                                f"existing file")
-    verify_shipped(path, field)
-    return path
-
-
-def shipped_sums(folder: Path | None = None) -> dict[str, str]:
-    """The sha256 of each shipped model file, by its path relative to the scenarios folder (SHA256SUMS)."""
-    sums = (folder or SHIPPED) / "SHA256SUMS"
-    if not sums.is_file():
-        return {}
-    return {rel.strip().lstrip("*"): digest for digest, rel in
-            (line.split(maxsplit=1) for line in sums.read_text(encoding="utf-8").splitlines() if line.strip())}
-
-
-def verify_shipped(path: Path, field: str) -> None:
-    """Refuse a shipped model file whose content is not the one the project ships."""
-    try:
-        rel = path.resolve().relative_to(SHIPPED.resolve()).as_posix()
-    except ValueError:
-        return          # not a shipped file: the user's own, checked by its loader
-    expected = shipped_sums().get(rel)
-    if expected is None or not path.is_file():
-        return
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    if digest != expected:
-        raise ScenarioError(f"{field}: the shipped file {path} has sha256 {digest[:16]}..., expected "
-                            f"{expected[:16]}... (scenarios/SHA256SUMS): it was changed or damaged; restore it "
-                            f"(`git checkout -- scenarios/{rel}` or reinstall aigcsim), or rebuild it with "
-                            f"`make checkpoint` / `make feedback-fit`")
 
 
 def default_run_dir(cfg: ScenarioConfig, seed: int) -> Path:
@@ -223,25 +52,7 @@ def default_run_dir(cfg: ScenarioConfig, seed: int) -> Path:
     return Path("runs") / f"{cfg.name}-{datetime.now():%Y%m%d-%H%M%S}-seed{seed}"
 
 
-def refuse_occupied(out: Path, force: bool) -> None:
-    """Refuse a run folder that is a file, or that holds a run and is not to be replaced."""
-    if out.exists() and not out.is_dir():
-        raise ScenarioError(f"--out '{out}' is a file, not a folder; choose another path")
-    if out.is_dir() and any(out.iterdir()) and not force:
-        raise ScenarioError(f"run folder '{out}' already holds files; choose another --out, "
-                            f"or pass --force to replace its run")
-
-
-def prepare_run_dir(out: Path, force: bool) -> Path:
-    """Create the run folder; refuse to write into one that holds a run unless forced."""
-    refuse_occupied(out, force)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        for name in ("config.yaml", "slots.csv", "requests.csv", "users.csv"):
-            (out / name).unlink(missing_ok=True)
-    except OSError as exc:
-        raise ScenarioError(f"cannot create run folder '{out}': {exc.strerror}; choose another --out") from None
-    return out
+RUN_FILES = ("config.yaml", "slots.csv", "requests.csv", "users.csv")    # what a run writes as it goes
 
 
 @dataclass
@@ -288,7 +99,7 @@ class RunWriter:
         `read_table`). A failed write (a full disk) names the table."""
         f = self._files[path]
         try:
-            f.write(_csv_text(rows, fields))
+            f.write(csv_text(rows, fields))
             f.flush()
         except OSError as exc:
             raise OSError(exc.errno, exc.strerror, str(path)) from None
@@ -316,89 +127,11 @@ class RunWriter:
             raise failed
 
 
-def _csv_text(rows: list[dict[str, object]], fields: tuple[str, ...]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
-    writer.writerows(rows)
-    return buffer.getvalue()
-
-
-def read_table(path: Path) -> list[dict[str, str]]:
-    """The whole rows of a run folder's CSV table; a last line cut off by a crash is not a row."""
-    if not path.is_file():
-        return []
-    text = path.read_text(encoding="utf-8")
-    if not text.endswith("\n"):
-        text = text[:text.rfind("\n") + 1]
-    return list(csv.DictReader(io.StringIO(text, newline="")))
-
-
-class RecordedAnswers:
-    """The personas' answers a run recorded, served again while a resumed run replays its finished slots.
-
-    A `FeedbackService` in front of the run's pool: a delivery the record holds an answer to
-    gets that answer, anything else goes to the model. `stop()` ends the replay.
-    """
-
-    def __init__(self, rows: list[dict[str, str]]) -> None:
-        self.pool: FeedbackPool | None = None
-        self.answers: dict[tuple[str, str], list[Feedback]] = defaultdict(list)
-        for row in rows:
-            if row["feedback_backend"] in ("", "learned") or row["feedback_valid"] == "":
-                continue      # a silent user, or a rating predicted by the learned model (predicted again)
-            delivery = Delivery(prompt=row["prompt"], steps=int(row["steps"]), sharpness=float(row["sharpness"]),
-                                fidelity=float(row["fidelity"]), wait_s=float(row["wait_s"]), seen=row["seen"])
-            self.answers[self._key(row["persona"], delivery)].append(Feedback(
-                text=row["feedback_text"], rating=int(row["rating"]) if row["rating"] else None,
-                expected_rating=float(row["expected_rating"]) if row["expected_rating"] else None, raw="",
-                latency_s=0.0, backend=row["feedback_backend"], valid=row["feedback_valid"] == "True",
-                cached=True, error=row["feedback_error"], failed=row["feedback_failed"] == "True"))
-
-    @staticmethod
-    def _key(persona: str, delivery: Delivery) -> tuple[str, str]:
-        return persona, json.dumps(delivery.key(), sort_keys=True)
-
-    def submit(self, persona: Persona, delivery: Delivery) -> Future[Feedback]:
-        answers = self.answers.get(self._key(persona.summary(), delivery))
-        if answers:
-            done: Future[Feedback] = Future()
-            done.set_result(answers.pop(0))
-            return done
-        return self._pool.submit(persona, delivery)
-
-    def stop(self) -> None:
-        """The replay is over: every later answer comes from the model."""
-        self.answers.clear()
-
-    @property
-    def _pool(self) -> FeedbackPool:
-        if self.pool is None:
-            raise RuntimeError("RecordedAnswers is used before make_feedback gave it a pool")
-        return self.pool
-
-    @property
-    def stats(self) -> FeedbackStats:
-        return self._pool.stats
-
-    @property
-    def agreement(self) -> dict[str, float]:
-        return self._pool.agreement
-
-    def learn(self, persona: Persona, delivery: Delivery, feedback: Feedback) -> None:
-        self._pool.learn(persona, delivery, feedback)
-
-    def refresh(self) -> None:
-        self._pool.refresh()
-
-    def close(self) -> None:
-        self._pool.close()
-
-
 def write_users(path: Path, model: CityBlock) -> None:
     """Who the users are, one row each: the plots group QoE by persona type from here."""
     rows = [{"user_id": u.unique_id, "index": u.index, "name": u.persona.name, "persona": u.persona.summary(),
              **dict(zip(TRAITS, u.persona.traits.as_tuple())), "speed_mps": u.speed_mps} for u in model.user_list]
-    write_atomic(path, _csv_text([dict(zip(USER_FIELDS, USER_FIELDS)), *rows], USER_FIELDS))
+    write_atomic(path, csv_text([dict(zip(USER_FIELDS, USER_FIELDS)), *rows], USER_FIELDS))
 
 
 def run_scenario(cfg: ScenarioConfig, steps: int | None = None, seed: int | None = None,
@@ -445,11 +178,11 @@ def run_scenario(cfg: ScenarioConfig, steps: int | None = None, seed: int | None
                                 f"pass --steps with more than {len(recorded)}; to redraw its plots and summary: "
                                 f"python -m scenarios report {out}")
         requests = read_table(out / "requests.csv")
-        if recorded and (_header(out / "slots.csv") != SLOT_METRICS or _header(out / "requests.csv") != REQUEST_FIELDS):
+        if recorded and (header(out / "slots.csv") != SLOT_METRICS or header(out / "requests.csv") != REQUEST_FIELDS):
             raise ScenarioError(f"--resume: the tables in '{out}' were written by another version of aigcsim "
                                 f"(their columns differ); start a new run")
         if recorded:
-            answers = RecordedAnswers([r for r in requests if _int(r["finished_slot"]) <= len(recorded)])
+            answers = RecordedAnswers([r for r in requests if row_slot(r["finished_slot"]) <= len(recorded)])
     else:
         out = out or default_run_dir(cfg, seed)
         refuse_occupied(out, force)
@@ -459,7 +192,7 @@ def run_scenario(cfg: ScenarioConfig, steps: int | None = None, seed: int | None
     feedback, close_feedback = make_feedback(cfg, seed, answers)
     try:
         if not resume:
-            prepare_run_dir(out, force)
+            prepare_run_dir(out, force, RUN_FILES)
             write_atomic(out / "config.yaml", yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
         log(f"running {cfg.name}: {steps} slots of {cfg.slot_s:g} s, seed {seed}, run folder {out}"
             + (f" (resuming after slot {done})" if resume else ""))
@@ -479,14 +212,14 @@ def run_scenario(cfg: ScenarioConfig, steps: int | None = None, seed: int | None
     try:
         for row in recorded:
             model.step()
-            _check_replay(model, row, out)
+            check_replay(model, row, out)
             tally.add(model)
             if observer is not None:
                 observer(model)
         if resume:
             if answers is not None:
                 answers.stop()
-            _cut_back(out, done)
+            cut_back(out, done)
             write_atomic(out / "config.yaml", yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
             if done:
                 log(f"replayed slots 1-{done} as recorded; going on from slot {done + 1}")
@@ -568,26 +301,6 @@ def finish_in_flight(model: CityBlock, writer: RunWriter, tally: _Tally,
         f"rated={tally.rated}  in_flight={model.in_flight}  mean_qoe={_fmt(tally.mean_qoe)}")
 
 
-def with_seed_and_slots(cfg: ScenarioConfig, seed: int, slots: int) -> ScenarioConfig:
-    """The scenario with --seed and --steps applied, checked as if they were written in the file."""
-    try:
-        return ScenarioConfig.model_validate({**cfg.model_dump(), "seed": seed, "slots": slots})
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        flag = {"seed": "--seed", "slots": "--steps"}.get(str(err["loc"][0]), ".".join(map(str, err["loc"])))
-        raise ScenarioError(f"{flag}: got {err.get('input')!r}; {err['msg']}") from None
-
-
-def resume_config(out: Path) -> ScenarioConfig:
-    """The scenario of the run in folder `out`, as it was resolved when the run started (its config.yaml)."""
-    from scenarios.loader import load_scenario
-
-    if not (out / "config.yaml").is_file():
-        raise ScenarioError(f"--resume: '{out}' holds no run (no config.yaml); give the folder of an "
-                            f"interrupted run")
-    return load_scenario(out / "config.yaml")
-
-
 @dataclass
 class _Tally:
     """What the run has counted so far, for the progress lines and the result.
@@ -627,41 +340,6 @@ class _Tally:
     @property
     def mean_qoe(self) -> float:
         return self.total_qoe / self.scored if self.scored else math.nan
-
-
-def _check_replay(model: CityBlock, row: dict[str, str], out: Path) -> None:
-    """A replayed slot must match its record; otherwise the run cannot go on where it stopped."""
-    for key in SLOT_METRICS:
-        if key in NOT_REPLAYED or key not in row:
-            continue
-        got, want = float(model.slot_metrics[key]), float(row[key])
-        if not (got == want or (math.isnan(got) and math.isnan(want)) or math.isclose(got, want, rel_tol=1e-9)):
-            raise ScenarioError(
-                f"--resume: slot {model.slot} does not replay as recorded in {out / 'slots.csv'} ({key}: recorded "
-                f"{row[key]}, replayed {got!r}); the code, the installed packages or the files the run reads have "
-                f"changed since it started. Nothing was changed in the run folder; start a new run instead")
-
-
-def _cut_back(out: Path, done: int) -> None:
-    """Cut the tables back to the first `done` slots (a slot cut off by the interruption is dropped)."""
-    slots = read_table(out / "slots.csv")[:done]
-    requests = [r for r in read_table(out / "requests.csv") if _int(r["finished_slot"]) <= done]
-    for name, fields, rows in (("slots.csv", SLOT_METRICS, slots), ("requests.csv", REQUEST_FIELDS, requests)):
-        write_atomic(out / name, _csv_text([dict(zip(fields, fields)), *rows], fields))
-
-
-def _header(path: Path) -> tuple[str, ...]:
-    if not path.is_file():
-        return ()
-    with path.open(newline="", encoding="utf-8") as f:
-        return tuple(next(csv.reader(f), ()))
-
-
-def _int(text: str | None) -> int:
-    try:
-        return int(text or 0)
-    except ValueError:
-        return 1 << 62      # unreadable: treated as after every finished slot
 
 
 def _fmt(value: float) -> str:

@@ -22,8 +22,6 @@ system every node sees (the usual shared home or NFS mount), and aigcsim install
 
 from __future__ import annotations
 
-import csv
-import io
 import itertools
 import json
 import math
@@ -39,10 +37,12 @@ import numpy as np
 import yaml
 
 from scenarios.loader import ScenarioError, load_scenario, parse_value
-from scenarios.report import (SheetSampler, ci95, new_figure, num, rated_qoe, read_rows, save_figure, waits_s,
+from scenarios.report import (SheetSampler, ci95, new_figure, num, rated_qoe, read_table, save_figure, waits_s,
                               write_report)
-from scenarios.run import POLICIES, run_scenario, with_options, with_seed_and_slots
-from world.config import MAX_SEED, ScenarioConfig
+from scenarios.assemble import with_options, with_seed_and_slots
+from scenarios.run import run_scenario
+from scenarios.tables import csv_text
+from world.config import MAX_SEED, POLICIES, ScenarioConfig
 from world.files import write_atomic
 from world.ray_feedback import ensure_ray
 
@@ -228,8 +228,8 @@ def identity(run: PlannedRun) -> dict[str, Any]:
 
 def measure(folder: Path) -> dict[str, Any]:
     """What a run folder's tables say about the run (every measure but wall_s)."""
-    slots = read_rows(folder / "slots.csv")
-    requests = read_rows(folder / "requests.csv")
+    slots = read_table(folder / "slots.csv")
+    requests = read_table(folder / "requests.csv")
     total = lambda col: float(sum(np.nan_to_num(num(s[col])) for s in slots))  # noqa: E731
     waits = waits_s(requests)
     qoe = rated_qoe(requests)
@@ -464,8 +464,4 @@ def _columns(rows: Sequence[dict[str, Any]], first: Sequence[str], last: Sequenc
 
 
 def _csv(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n", extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue()
+    return csv_text(rows, columns, header=True)

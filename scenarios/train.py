@@ -27,7 +27,6 @@ and the command to resume is printed). A resumed run ends exactly as an uninterr
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import math
 import sys
@@ -45,9 +44,10 @@ from agents.base_station import ACTION_FEATURES
 from policies.env import AllocationEnv, Outcome, episode_seed, run_episode as run_episode_of
 from scenarios.cli import Parser, EXIT_INTERRUPTED, positive_int, seed_int, add_debug_option, guarded, scenario_path
 from scenarios.loader import ScenarioError, load_scenario
-from scenarios.run import LEARNERS, POLICIES, make_feedback, make_policy, start_fit
+from scenarios.assemble import LEARNERS, make_feedback, make_policy, start_fit
+from scenarios.tables import csv_text, prepare_run_dir, read_table
 from world.files import write_atomic
-from world.config import ScenarioConfig
+from world.config import POLICIES, ScenarioConfig
 from world.feedback_model import LearnedFeedback
 
 FEEDBACK = ("learned", "frozen", "live")
@@ -152,29 +152,25 @@ def _mean(values: list[float]) -> float:
 
 
 def read_curve(path: Path) -> list[dict[str, float]]:
-    if not path.is_file():
-        return []
-    with path.open(newline="", encoding="utf-8") as f:
-        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+    """The episodes of curve.csv as numbers (a last line cut off by a crash is no episode)."""
+    return [{k: float(v) for k, v in row.items()} for row in read_table(path)]
 
 
 def write_curve(path: Path, rows: list[dict[str, float]]) -> None:
     """The whole curve, atomically (used when resuming cuts it back to the checkpoint)."""
-    lines = [",".join(CURVE_FIELDS)] + [",".join(_cell(r[k]) for k in CURVE_FIELDS) for r in rows]
-    write_atomic(path, "\n".join(lines) + "\n")
+    write_atomic(path, csv_text(map(_cells, rows), CURVE_FIELDS, header=True))
 
 
 def append_curve(path: Path, row: dict[str, float]) -> None:
-    new = not path.is_file()
+    """One episode's row, in one write (the header first when the file is new)."""
+    text = csv_text([_cells(row)], CURVE_FIELDS, header=not path.is_file())
     with path.open("a", encoding="utf-8") as f:
-        if new:
-            f.write(",".join(CURVE_FIELDS) + "\n")
-        f.write(",".join(_cell(row[k]) for k in CURVE_FIELDS) + "\n")
+        f.write(text)
         f.flush()
 
 
-def _cell(value: float) -> str:
-    return f"{value:.6g}" if isinstance(value, float) else str(value)
+def _cells(row: dict[str, float]) -> dict[str, str]:
+    return {k: f"{v:.6g}" if isinstance(v, float) else str(v) for k, v in row.items()}
 
 
 def train(path: Path, opts: TrainOptions, out: Path, resume: bool = False, force: bool = False,
@@ -195,7 +191,14 @@ def train(path: Path, opts: TrainOptions, out: Path, resume: bool = False, force
     curve: list[dict[str, float]] = []
     if resume and not (out / "train.json").is_file():
         raise ScenarioError(f"--resume: '{out}' holds no training run (no train.json); start without --resume")
+    finished = read_curve(out / "curve.csv") if resume else []
+    if resume and len(finished) >= opts.episodes:
+        raise ScenarioError(f"--resume: '{out}' has finished all {len(finished)} episodes; to train longer, pass "
+                            f"--episodes with more than {len(finished)}")
     fresh = resume and not last.is_file()       # stopped before its first checkpoint: start it again here
+    if fresh and finished and opts.policy not in LEARNERS:
+        raise ScenarioError(f"--resume: '{out}' runs the heuristic '{opts.policy}', which keeps no checkpoint to go "
+                            f"on from; run it again with --force")
     if resume and not fresh:
         saved = json.loads((out / "train.json").read_text(encoding="utf-8"))
         if saved["policy"] != opts.policy or saved["seed"] != opts.seed:
@@ -209,16 +212,8 @@ def train(path: Path, opts: TrainOptions, out: Path, resume: bool = False, force
         curve = [r for r in read_curve(out / "curve.csv") if r["episode"] < start_episode]
         write_curve(out / "curve.csv", curve)
     else:
-        if out.exists() and any(out.iterdir()) and not (force or fresh):
-            raise ScenarioError(f"run folder '{out}' already holds files; choose another --out, pass --resume to "
-                                f"go on training, or --force to replace it")
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-            (out / "checkpoints").mkdir(exist_ok=True)
-            for name in ("curve.csv", "policy.pt", "learning_curve.png", "checkpoints/last.pt"):
-                (out / name).unlink(missing_ok=True)
-        except OSError as exc:
-            raise ScenarioError(f"cannot create run folder '{out}': {exc.strerror}; choose another --out") from None
+        prepare_run_dir(out, force or fresh, ("curve.csv", "policy.pt", "learning_curve.png", "checkpoints/last.pt"),
+                        folders=("checkpoints",), go_on="pass --resume to go on training, ")
         extra: dict[str, Any] = {}
         if opts.policy in LEARNERS:
             learner = LEARNERS[opts.policy](seed=opts.seed)
@@ -237,23 +232,27 @@ def train(path: Path, opts: TrainOptions, out: Path, resume: bool = False, force
     if "train_rng" in extra:
         rng.bit_generator.state = json.loads(extra["train_rng"])
     unsaved: bytes | None = None      # the checkpoint of the last finished episode, when it is not on disk yet
+    unwritten: dict[str, float] | None = None     # that episode's curve row, when it is not in curve.csv yet
     try:
         for episode in range(start_episode, opts.episodes):
             row = {"episode": episode, **run_episode(env, policy, learner, opts, episode_seed(opts.seed, episode), rng)}
-            append_curve(out / "curve.csv", row)
-            curve.append(row)
-            if learner is not None:
+            if learner is not None:     # the episode's checkpoint exists before its row does: a stop keeps both
                 extra = {"episode": episode, "scenario": cfg.name, "train_rng": json.dumps(rng.bit_generator.state)}
                 if isinstance(feedback, LearnedFeedback):
                     extra["feedback"] = feedback.state()
-                unsaved = learner.to_bytes(extra)
-                if (episode + 1) % opts.checkpoint_every == 0 or episode + 1 == opts.episodes:
-                    write_atomic(last, unsaved)
-                    unsaved = None
+                unsaved, unwritten = learner.to_bytes(extra), row
+            append_curve(out / "curve.csv", row)
+            unwritten = None
+            curve.append(row)
+            if learner is not None and ((episode + 1) % opts.checkpoint_every == 0 or episode + 1 == opts.episodes):
+                write_atomic(last, unsaved)
+                unsaved = None
             if progress is not None:
                 progress(episode + 1, opts.episodes, row)
     except KeyboardInterrupt:
         if unsaved is not None:
+            if unwritten is not None:
+                append_curve(out / "curve.csv", unwritten)
             write_atomic(last, unsaved)
         raise
     finally:

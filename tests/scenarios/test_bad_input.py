@@ -104,7 +104,7 @@ CASES = [
     ("scenarios", "sweep {w}/city_block.yaml --workers 0", "must be at least 1"),
     ("scenarios", "sweep {w}/missing.yaml", "not found"),
     ("scenarios", "validate {w}/binary.yaml", "binary.yaml"),
-    ("scenarios", "validate {w}/empty.yaml", "must be a mapping"),
+    ("scenarios", "validate {w}/empty.yaml", "holds no fields"),
     ("scenarios", "validate {w}/list.yaml", "must be a mapping"),
     ("scenarios", "validate {w}", "not found"),
     ("scenarios", "new bad!name", "not a scenario name"),
@@ -115,7 +115,8 @@ CASES = [
     ("train", "{w}/city_block.yaml --policy sac", "invalid choice"),
     ("train", "{w}/city_block.yaml --feedback psychic", "invalid choice"),
     ("train", "{w}/city_block.yaml --out {w}/trained", "--force"),
-    ("train", "{w}/city_block.yaml --policy fixed --out {w}/trained --resume", "no checkpoint"),
+    ("train", "{w}/city_block.yaml --policy fixed --out {w}/trained --resume", "has finished all 1 episodes"),
+    ("train", "--policy fixed --out {w}/trained --resume --episodes 3", "keeps no checkpoint"),
     ("train", "{w}/no_start.yaml --feedback frozen --out {w}/n3", "learned_start"),
     ("train", "{w}/missing.yaml --out {w}/n4", "not found"),
     ("fit", "{w}/city_block.yaml --out {w}/a_file", "already exists"),
@@ -148,7 +149,7 @@ def test_bad_input_exits_2_with_one_message_and_changes_nothing(work: Path, caps
 def test_debug_shows_the_traceback_behind_the_message(work: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["validate", str(work / "empty.yaml"), "--debug"]) == 2
     err = capsys.readouterr().err
-    assert "Traceback" in err and err.rstrip().endswith("got NoneType")
+    assert "Traceback" in err and err.rstrip().endswith("python -m scenarios new NAME`")
 
 
 @pytest.mark.parametrize("host", ["http://[bad", "http://127.0.0.1:99999", "ftp://127.0.0.1:1", "not a url"])

@@ -205,11 +205,11 @@ def test_traits_outside_unit_interval_exit_2(tmp_path: Path) -> None:
 
 def test_failed_feedback_is_counted_or_stops_the_run_with_fail_fast(tmp_path: Path,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    import scenarios.run as run_module
+    import scenarios.assemble as assemble_module
     from scenarios.run import FeedbackFailed
     from tests.world.scripted import ScriptedBackend
 
-    monkeypatch.setattr(run_module, "build_backends", lambda cfg, n: ([ScriptedBackend(down=True)], lambda: None))
+    monkeypatch.setattr(assemble_module, "build_backends", lambda cfg, n: ([ScriptedBackend(down=True)], lambda: None))
     cfg = scenario(mode="live", cache=None)
     quiet = lambda line: None  # noqa: E731
     went_on = run_scenario(cfg, steps=60, out=tmp_path / "a", log=quiet)

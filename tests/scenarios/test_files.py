@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-import scenarios.run as run_module
+import scenarios.assemble as assemble_module
 from scenarios.loader import SHIPPED, ScenarioError
-from scenarios.run import resolve_shipped, shipped_sums
+from scenarios.assemble import resolve_shipped, shipped_sums
 from world.files import replacing, write_atomic
 
 
@@ -28,7 +28,7 @@ def test_a_changed_shipped_file_is_refused(tmp_path: Path, monkeypatch: pytest.M
     for folder in ("checkpoints", "feedback_fits"):
         shutil.copytree(SHIPPED / folder, tmp_path / folder)
     shutil.copy(SHIPPED / "SHA256SUMS", tmp_path / "SHA256SUMS")
-    monkeypatch.setattr(run_module, "SHIPPED", tmp_path)
+    monkeypatch.setattr(assemble_module, "SHIPPED", tmp_path)
     assert resolve_shipped(rel, "field") == tmp_path / rel
     data = bytearray((tmp_path / rel).read_bytes())
     data[len(data) // 2] ^= 1

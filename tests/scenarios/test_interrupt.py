@@ -13,9 +13,11 @@ from pathlib import Path
 
 import pytest
 
+import scenarios.assemble as assemble_module
 import scenarios.run as run_module
 from scenarios.loader import ScenarioError
-from scenarios.run import NOT_REPLAYED, resume_config, run_scenario
+from scenarios.replay import NOT_REPLAYED, resume_config
+from scenarios.run import run_scenario
 from tests.scenarios.test_train_cli import short_block
 from tests.shipped import ROOT, shipped, silent_copy
 from tests.world.scripted import ScriptedBackend
@@ -44,7 +46,7 @@ def interrupt_at(slot: int):  # noqa: ANN201
 def scripted(monkeypatch: pytest.MonkeyPatch) -> ScriptedBackend:
     """Persona answers from a scripted backend (the resume logic is under test, not the model)."""
     backend = ScriptedBackend()
-    monkeypatch.setattr(run_module, "build_backends", lambda cfg, n: ([backend], lambda: None))
+    monkeypatch.setattr(assemble_module, "build_backends", lambda cfg, n: ([backend], lambda: None))
     return backend
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-import scenarios.run as run_module
+import scenarios.assemble as assemble_module
 from agents.feedback import Feedback
 from agents.request import ImageRequest
 from scenarios.cli import main
@@ -40,7 +40,7 @@ def observed_run(tmp_path: Path, cfg: ScenarioConfig, steps: int = 30) -> LiveVi
 
 
 def test_frame_shows_map_glyphs_feedback_and_every_panel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(run_module, "build_backends", lambda cfg, n: ([ScriptedBackend()], lambda: None))
+    monkeypatch.setattr(assemble_module, "build_backends", lambda cfg, n: ([ScriptedBackend()], lambda: None))
     view = observed_run(tmp_path, scenario(mode="live", cache=None, think_s=(0.5, 1.0)))
     text = frame(view)
     for title in PANELS:

@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from scenarios.loader import load_scenario
-from scenarios.run import REQUEST_FIELDS, run_scenario
+from scenarios.run import run_scenario
+from scenarios.tables import REQUEST_FIELDS
 from tests.shipped import CITY_BLOCK, shipped
 from world.city import CityBlock
 from world.config import ScenarioConfig

@@ -9,7 +9,7 @@ import pytest
 
 from agents.persona import TRAITS
 from scenarios.report import (
-    PLACEHOLDER, SheetCell, energy_figure, image_sheet, latency_parts, persona_type, plot_learning_curve, read_rows,
+    PLACEHOLDER, SheetCell, energy_figure, image_sheet, latency_parts, persona_type, plot_learning_curve, read_table,
     summary_lines, write_report,
 )
 from scenarios.run import run_scenario
@@ -58,7 +58,7 @@ def test_a_learner_in_a_run_is_not_called_a_heuristic(run_folder: Path) -> None:
 
 
 def test_latency_parts_add_up_to_the_wait(run_folder: Path) -> None:
-    rows = [r for r in read_rows(run_folder / "requests.csv") if r["delivered_s"]]
+    rows = [r for r in read_table(run_folder / "requests.csv") if r["delivered_s"]]
     assert rows
     for r in rows:
         parts = latency_parts(r)

@@ -13,7 +13,7 @@ import numpy as np
 
 from policies.ddpg import DDPG, read_checkpoint
 from policies.gddpg import GDDPG
-import scenarios.run as run_module
+import scenarios.assemble as assemble_module
 from scenarios.cli import main as run_main
 from scenarios.loader import load_scenario
 from scenarios.run import run_scenario
@@ -139,7 +139,7 @@ def test_shipped_city_block_runs_its_trained_g_ddpg(tmp_path: Path) -> None:
 
 def test_live_feedback_is_recorded_and_rates_every_delivery(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     backend = ScriptedBackend()
-    monkeypatch.setattr(run_module, "build_backends", lambda cfg, n: ([backend], lambda: None))
+    monkeypatch.setattr(assemble_module, "build_backends", lambda cfg, n: ([backend], lambda: None))
     out = tmp_path / "live"
     block = Path(short_block(tmp_path))
     text = block.read_text()

@@ -14,7 +14,8 @@ import pytest
 
 from agents.feedback import Delivery
 from agents.persona import BigFive, Persona
-from world.feedback import LATENCY_WINDOW, FeedbackCache, FeedbackPool, FeedbackStats
+from agents.feedback import LATENCY_WINDOW, FeedbackStats
+from world.feedback import FeedbackCache, FeedbackPool
 from tests.world.scripted import ScriptedBackend
 from world.feedback_model import LearnedFeedback, features, spearman
 

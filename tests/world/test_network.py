@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-import scenarios.run as run_module
+import scenarios.assemble as assemble_module
 from agents.feedback import Delivery, Feedback
 from agents.persona import Persona
 from scenarios.run import run_scenario
@@ -95,7 +95,7 @@ class HostileBackend(ScriptedBackend):
 
 
 def test_prompts_and_feedback_are_data_never_commands_or_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(run_module, "build_backends", lambda cfg, n: ([HostileBackend()], lambda: None))
+    monkeypatch.setattr(assemble_module, "build_backends", lambda cfg, n: ([HostileBackend()], lambda: None))
     work = tmp_path / "work"
     work.mkdir()
     monkeypatch.chdir(work)
