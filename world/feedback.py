@@ -14,16 +14,12 @@ import json
 import queue
 import sqlite3
 import threading
-from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
-
-from agents.feedback import (LATENCY_WINDOW, Delivery, Feedback, FeedbackBackend,  # noqa: F401  # also imported from here
-                             FeedbackStats, feedback_messages)
+from agents.feedback import Delivery, Feedback, FeedbackBackend, FeedbackStats, feedback_messages
 from agents.persona import Persona
 
 
