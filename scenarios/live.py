@@ -149,6 +149,7 @@ class LiveView:
         self._started = time.perf_counter()
         self._base: list[list[tuple[str, str]]] | None = None
         self._live: Live | None = None
+        self._noted = False         # a progress line came since the last snapshot
 
     # --- the run's side: cheap, every slot ------------------------------------------------------
 
@@ -164,13 +165,15 @@ class LiveView:
             if r.server:
                 self._last_batch[r.server] = r.batch_size
         now = time.perf_counter()
-        if now - self._last_snap >= self._snap_every_s or model.slot >= self.steps:
-            self._last_snap = now
+        if self._noted or now - self._last_snap >= self._snap_every_s or model.slot >= self.steps:
+            self._last_snap, self._noted = now, False
             self._snapshot = self.snapshot(model)
 
     def note(self, line: str) -> None:
-        """A progress line: shown in the view's footer instead of scrolling the terminal."""
+        """A progress line: shown in the view's footer instead of scrolling the terminal. The slot's snapshot
+        is taken after it, so the header and the footer show the same slot (one clock)."""
         self.message = line
+        self._noted = True
 
     def snapshot(self, model: CityBlock) -> Snapshot:
         """Copy what the panels show from the model (call between slots)."""

@@ -234,8 +234,6 @@ def run_scenario(cfg: ScenarioConfig, steps: int | None = None, seed: int | None
                 first = next(r.feedback for r in model.completed if r.feedback and r.feedback.failed)
                 raise FeedbackFailed(f"slot {model.slot}: the language model did not answer ({first.error}); "
                                      f"finished slots are in {out}")
-            if observer is not None:
-                observer(model)
             now = time.perf_counter()
             if model.slot % every == 0 or model.slot == steps or now - logged >= log_every_s:
                 logged = now
@@ -244,6 +242,8 @@ def run_scenario(cfg: ScenarioConfig, steps: int | None = None, seed: int | None
                     f"mean_qoe={_fmt(tally.mean_qoe)}  llm_calls={m['llm_calls']}  cache_hits={m['cache_hits']}  "
                     f"invalid={tally.invalid}  failed={tally.failed}  gpu={m['gpu_utilisation']:.0%}  "
                     f"energy={tally.energy:.0f}J")
+            if observer is not None:        # after the slot's line: a live view shows both of the same slot
+                observer(model)
         if model.in_flight:
             finish_in_flight(model, writer, tally, observer, log)
         status = "finished"

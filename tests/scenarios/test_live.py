@@ -121,3 +121,24 @@ def test_in_a_terminal_the_live_view_draws_unless_no_live(tmp_path: Path, monkey
     assert main(["run", silent, "--steps", "5", "--out", str(tmp_path / "b"), "--no-live"]) == 0
     assert "City block" not in screen.getvalue()
     assert "slot 5/5" in capsys.readouterr().out
+
+
+def test_header_and_footer_show_the_same_slot(tmp_path: Path) -> None:
+    """A progress line and the header come from the same slot, also when snapshots are rare (a slow machine,
+    or a slot that then waits long for the language model): one clock."""
+    import re
+
+    view = LiveView(Console(file=io.StringIO()), 40, out=str(tmp_path / "r"), refresh_per_second=1e-6)
+    seen = []
+
+    def check(model) -> None:  # noqa: ANN001
+        view.observe(model)
+        text = frame(view)
+        header = re.search(r"slot (\d+)/40", text.splitlines()[0])
+        footer = re.search(r"^slot (\d+)/40 ", view.message)
+        if footer:
+            seen.append(footer.group(1))
+            assert header and header.group(1) == footer.group(1), (text.splitlines()[0], view.message)
+
+    run_scenario(scenario(), steps=40, out=tmp_path / "r", log=view.note, observer=check)
+    assert len(seen) >= 4
