@@ -6,6 +6,7 @@ import csv
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -175,10 +176,18 @@ def test_the_ray_address_cluster_path(tmp_path: Path) -> None:
                              "--include-dashboard=false", "--disable-usage-stats"],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
+        # on a busy machine the head takes a while to listen: wait for it (bounded), then connect
+        up = time.monotonic() + 600
+        while time.monotonic() < up and head.poll() is None:
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.5)
+        assert head.poll() is None, "ray start --head ended"
         done = subprocess.run([sys.executable, "-m", "scenarios", "sweep", str(CITY_BLOCK), *QUICK, "--seeds", "2",
                                "--policies", "greedy", "--out", str(tmp_path / "cluster")],
                               env={**env, "RAY_ADDRESS": f"127.0.0.1:{port}"}, capture_output=True, text=True,
-                              timeout=300)
+                              timeout=900)
     finally:
         head.terminate()
         head.wait(timeout=300)
