@@ -61,8 +61,9 @@ def test_a_long_run_of_many_users_does_not_grow_per_slot(tmp_path: Path) -> None
     request issued: about 50 blocks a slot here, against some 15 measured and 200 with the old tally.
 
     Blocks are Python's small objects only; resident memory (Linux) also sees large strings, array
-    buffers and native memory. It grew 0.4 MB over those 150 slots; 8 MB would be half a kilobyte kept
-    for each of the 15,000 requests.
+    buffers and native memory. It grew 0.4 MB over those 150 slots alone, 8.2 MB once late in a full suite
+    run beside two busy loops (the allocator and other tests' leftovers move it too); 16 MB would be a
+    kilobyte kept for each of the 15,000 requests.
     """
     cfg = population(2000, request_rate_per_s=0.05)
     samples: list[tuple[int, int, int, float]] = []     # slot, allocated blocks, requests issued so far, RSS MB
@@ -86,7 +87,7 @@ def test_a_long_run_of_many_users_does_not_grow_per_slot(tmp_path: Path) -> None
         f"allocated blocks grew by {per_slot:.0f} a slot after the warm-up, with {requests_per_slot:.0f} "
         f"requests a slot: something keeps what every request leaves behind")
     if not np.isnan(resident[0]):
-        assert resident[-1] - resident[0] < 8.0, f"resident memory grew {resident[-1] - resident[0]:.1f} MB"
+        assert resident[-1] - resident[0] < 16.0, f"resident memory grew {resident[-1] - resident[0]:.1f} MB"
     assert [int(r["slot"]) for r in rows(out / "slots.csv")] == list(range(1, 301))
     assert len(rows(out / "requests.csv")) == result.requests_rated > 0
     assert 0.0 < result.mean_qoe < 1.0 and result.mean_wait_s > 0.0
