@@ -17,8 +17,7 @@ SB3's checkers passing without warnings:
     seeding      reset without a seed gives episode k (counted from 0) the block `episode_seed(seed, k)`,
                  the blocks `scenarios.train` gives episode k of a run seeded `seed`
 
-Most slots hold few requests (in the city block 56% none, 0.58 of 8 rows filled on average over 5 episodes
-of 120 slots) and a slot's
+Most slots hold few requests (in the city block most hold none) and a slot's
 reward arrives seconds after its decisions, so a slot-level learner has little to go on. The project's
 learners assign credit per request instead: `RequestView` gives the same transitions to any learner, one
 per rated request, in the same units (a 13-value scaled row, a 3-value action in [-1, 1], the request's

@@ -133,7 +133,7 @@ def test_stalled_server_times_out_at_the_yaml_timeout(server: FaultServer, clien
     assert server.chats == 3 and sleeps == BACKOFF
     # three tries of timeout_s each (the waits between them are recorded, not slept): never sooner; the upper
     # bound only catches a hang (a trickle that is never cut off), with room for a busy machine
-    assert 3 * TIMEOUT_S * 0.9 <= took_s < 120, took_s
+    assert 3 * TIMEOUT_S * 0.9 <= took_s < 600, took_s
 
 
 @pytest.mark.parametrize("junk", list(JUNK))
