@@ -71,8 +71,8 @@ class BaseStation(mesa.Agent):
     """Collects requests, allocates steps and power once per slot, and transmits results.
 
     Args:
-        model: the model; provides `env`, `radio`, `gpu_servers`, `phone`,
-            `quality`, `users_by_id`, `book_energy` and `deliver`.
+        model: the model; provides `env`, `radio`, `gpu_servers`, `phone`, `quality`,
+            `users_by_id`, `render_on_phone`, `book_energy` and `deliver`.
         position_m: coordinates, m.
         policy: the allocation policy.
         limits: bounds of the actions.
@@ -152,8 +152,11 @@ class BaseStation(mesa.Agent):
                 k = min(range(len(servers)), key=backlog_s.__getitem__)
                 backlog_s[k] += r.server_steps * servers[k].compute.step_latency_s(1)
                 to_gpu.setdefault(k, []).append(r)
-            else:
-                self.send(r)
+        on_phone = [r for r in requests if r.server_steps == 0]
+        if on_phone:
+            self.model.render_on_phone(on_phone)
+        for r in on_phone:
+            self.send(r)
         for k, batch in to_gpu.items():
             servers[k].submit(batch)
         return requests

@@ -15,7 +15,7 @@ from agents.persona import TRAITS, BigFive, Persona
 from agents.request import ImageRequest
 from agents.user import MobileUser
 from world.compute import ProfiledQuality
-from world.imagegen.render import make_engines
+from world.imagegen.render import CooperativeRender, make_engines
 from world.config import ScenarioConfig
 from world.prompts import PromptCatalog
 from world.radio import Radio
@@ -84,6 +84,9 @@ class CityBlock(mesa.Model):
             raise ValueError(f"got {len(engines)} compute engines for {len(cfg.gpu_servers)} GPU servers")
         self.gpu_servers = [GpuServer(self, s.name, s.position_m, engine, s.max_batch)
                             for s, engine in zip(cfg.gpu_servers, engines)]
+        # the phones run the same image model as the servers (here, on the simulation host) when it really draws
+        drawing = [e for e in engines if isinstance(e, CooperativeRender) and e.cfg.render == "real"]
+        self._phone_render = drawing[0].render_on_phone if drawing else None
         self.users = self._populate()
         self.user_list: list[MobileUser] = sorted(self.users, key=lambda u: u.index)
         self.users_by_id = {u.unique_id: u for u in self.user_list}
@@ -126,6 +129,12 @@ class CityBlock(mesa.Model):
     def positions_m(self) -> np.ndarray:
         """(n_users, 2) coordinates of every user in index order, m."""
         return np.array([u.pos_m for u in self.user_list], dtype=float).reshape(-1, 2)
+
+    def render_on_phone(self, requests: list[ImageRequest]) -> None:
+        """Requests whose every step runs on their phone, as the base station sends them: drawn and judged
+        when the image model really renders; otherwise their quality comes from the profile on delivery."""
+        if self._phone_render is not None:
+            self._phone_render(requests)
 
     def book_energy(self, request: ImageRequest, energy_j: float) -> None:
         """Service energy (a finished GPU batch's share, a finished transmission) spent for a request, J."""

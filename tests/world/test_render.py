@@ -82,3 +82,28 @@ def test_phone_finish_sends_latents_not_the_image():
     for r in handed:
         assert r.payload_bits == shipped_latent_bits()
         assert r.tx_s == pytest.approx(shipped_latent_bits() / r.rate_bps)
+
+
+def test_real_rendering_draws_and_judges_images_finished_on_the_phone(tmp_path, monkeypatch):
+    # every step on the phone: the GPU runs nothing, yet every delivered image is drawn by the model, judged,
+    # rated by its persona and shown on the image sheet (no placeholder tile)
+    import scenarios.run as run_module
+    from scenarios.report import SheetSampler
+
+    monkeypatch.setattr(run_module, "make_policy", lambda *args: FixedPolicy(steps=1.0, server_share=0.0))
+
+    cfg = shipped({"users": {"count": 6, "request_rate_per_s": 0.3}, "base_station": {"max_steps": 10, "min_steps": 5},
+                   "feedback": {"mode": "learned", "learned_live_share": 0.0}, "imagegen": {"render": "real"}})
+    sampler = SheetSampler()
+    finished: list = []
+    run_module.run_scenario(cfg, steps=12, out=tmp_path / "run",
+                 observer=lambda m: (sampler.observe(m), finished.extend(m.completed)), log=lambda line: None)
+    assert finished and all(r.server_steps == 0 and r.device_steps == 10 for r in finished)
+    profiled = CityBlock(cfg, FixedPolicy()).quality.assess(10)
+    for r in finished:
+        assert r.image.shape == (48, 48, 3) and r.image.dtype == np.uint8
+        assert r.seen, "the judge did not look at the image"
+        assert (r.sharpness, r.fidelity) != profiled        # measured on the image, not the fallback curve
+    cells = sampler.cells()
+    assert cells and all(c.image is not None for c in cells)
+    assert any(c.rating.endswith("/5") for c in cells)

@@ -159,29 +159,51 @@ class CooperativeRender:
         self.shared_steps_saved += sum(j.server_steps for j in jobs) - run
         self.clusters_formed += sum(len(g.members) > 1 and g.shared > 0 for g in groups)
 
-        verdicts = images = None
-        if self.cfg.render == "real":
-            from world.imagegen.quality import judge
-
-            outcome = self.denoiser.run(jobs, groups, self.model.conditions(prompts))
-            images = outcome.images
-            verdicts = judge(self.judge, images, [parse(r.prompt) for r in batch], self.reference)
+        drawn = self._draw(batch, jobs, groups, prompts) if self.cfg.render == "real" else None
         for g, group in enumerate(groups):
             for j in group.members:
                 r = batch[j]
                 r.cluster = f"{self.batches}.{g}" if len(group.members) > 1 else "solo"
                 r.shared_steps = group.shared
-                r.seen = ""
                 if r.device_steps > 0:
                     r.payload_bits = float(self.latent_bits)
-                sharpness, fidelity = self.table.assess(r.steps, group.shared / max(1, r.steps))
-                if images is not None:
-                    r.image = images[j]
-                    if verdicts[j] is not None:     # a prompt the judge cannot read keeps the profiled figures
-                        sharpness, fidelity = verdicts[j].detail, verdicts[j].fidelity
-                        r.seen = verdicts[j].seen
-                r.sharpness, r.fidelity = sharpness, fidelity
+                self._assess(r, group.shared, None if drawn is None else (drawn[0][j], drawn[1][j]))
         return timing
+
+    def render_on_phone(self, batch: Sequence[ImageRequest]) -> None:
+        """Draw requests whose every step runs on the phone (`render: real` only).
+
+        The phone runs the same model from the request's own noise; here that is done on the
+        simulation host, while the time and energy booked are the phone's (on delivery). Each
+        image is judged as a server's is; nothing is shared and the GPU's counters do not move.
+        """
+        if self.cfg.render != "real" or not batch:
+            return
+        prompts = list(dict.fromkeys(r.prompt for r in batch))
+        row = {p: i for i, p in enumerate(prompts)}
+        jobs = [Job(row[r.prompt], self._noise_seed(r), r.steps, 0) for r in batch]
+        images, verdicts = self._draw(batch, jobs, [Group((j,), 0) for j in range(len(jobs))], prompts)
+        for r, image, verdict in zip(batch, images, verdicts):
+            r.shared_steps = 0
+            self._assess(r, 0, (image, verdict))
+
+    def _draw(self, batch: Sequence[ImageRequest], jobs: Sequence[Job], groups: Sequence[Group],
+              prompts: Sequence[str]) -> tuple[np.ndarray, list]:
+        """Run the jobs on the image model; (images, the judge's verdict per request or None)."""
+        from world.imagegen.quality import judge
+
+        images = self.denoiser.run(jobs, groups, self.model.conditions(list(prompts))).images
+        return images, judge(self.judge, images, [parse(r.prompt) for r in batch], self.reference)
+
+    def _assess(self, r: ImageRequest, shared: int, drawn: tuple | None) -> None:
+        """A request's detail and fidelity: the judge's verdict on its image, else the quality table."""
+        sharpness, fidelity = self.table.assess(r.steps, shared / max(1, r.steps))
+        r.seen = ""
+        if drawn is not None:
+            r.image, verdict = drawn
+            if verdict is not None:     # a prompt the judge cannot read keeps the table's figures
+                sharpness, fidelity, r.seen = verdict.detail, verdict.fidelity, verdict.seen
+        r.sharpness, r.fidelity = sharpness, fidelity
 
     def cluster_sizes(self, prompts: Sequence[str]) -> list[int]:
         """Per prompt, the size of the cluster `serve` would put it in if `prompts` were one batch
