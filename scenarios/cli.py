@@ -159,14 +159,14 @@ def _run(path: Path | None, args: argparse.Namespace, prog: str) -> int:
     live = not args.no_live and console.is_terminal and not console.is_dumb_terminal
     sampler = SheetSampler()
     started = time.perf_counter()
-    run = lambda log, observer: run_scenario(  # noqa: E731
+    run = lambda log, observer, progress=None: run_scenario(  # noqa: E731
         cfg, steps=steps, seed=seed, out=out, force=args.force, fail_fast=args.fail_fast, log=log, observer=observer,
-        resume=args.resume is not None)
+        resume=args.resume is not None, progress=progress)
     status = 0
     try:
         if live:
             with LiveView(console, steps, out=str(out)) as view:
-                run(view.note, _both(view.observe, sampler.observe))
+                run(view.note, _both(view.observe, sampler.observe), progress=lambda line: None)  # drawn, not told
         else:
             run(_plain, sampler.observe)
     except KeyboardInterrupt:

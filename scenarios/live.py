@@ -10,6 +10,10 @@ Fields that not every world produces (prompt clusters and shared denoising steps
 (`ImageRequest.cluster`, `shared_steps`, a GPU server's `clusters_formed` /
 `shared_steps_saved`, a learning policy's `episode` / `last_reward` / `losses`) and shown as "-" or
 "not yet" while absent.
+The layout is chosen at every frame for the terminal's size (`render`): the map only where it
+fits beside the side panels, table columns left out by importance (`fit_columns`) rather than cut,
+feedback wrapped, older requests dropped when rows run short; header and footer come from one
+snapshot, so they always show the same slot.
 Agents and the model never print; only this module (and the summary in `report.py`) draws.
 """
 
@@ -18,7 +22,7 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -96,6 +100,7 @@ class Snapshot:
     invalid: int
     failed: int
     learner: Mapping[str, Any] | None
+    tally: Mapping[str, int] = field(default_factory=dict)     # issued, delivered, rated since the start
 
 
 @dataclass
@@ -124,12 +129,12 @@ class LiveView:
         steps: slots the run will take.
         out: the run folder, shown in the header.
         refresh_per_second: redraws per second asked of rich (its thread sleeps 1/rate between frames).
-        recent: rows in the table of recent requests.
-        map_width: characters across the map.
+        recent: most rows in the table of recent requests (fewer when the terminal is short).
+        map_width: most characters across the map.
     """
 
     def __init__(self, console: Console, steps: int, out: str = "", refresh_per_second: float = 5.0,
-                 recent: int = 6, map_width: int = 48) -> None:
+                 recent: int = 12, map_width: int = 48) -> None:
         self.console = console
         self.steps = steps
         self.out = out
@@ -140,6 +145,7 @@ class LiveView:
         self._recent: deque[ImageRequest] = deque(maxlen=recent)
         self._qoe: list[float] = []
         self._invalid = self._failed = 0
+        self._tally = dict.fromkeys(("issued", "delivered", "rated"), 0)
         self._layout: ViewLayout | None = None
         self._snapshot: Snapshot | None = None
         self._snap_every_s = 1.0 / refresh_per_second
@@ -147,7 +153,7 @@ class LiveView:
         self._last_busy: dict[str, tuple[float, float]] = {}
         self._last_batch: dict[str, int] = {}
         self._started = time.perf_counter()
-        self._base: list[list[tuple[str, str]]] | None = None
+        self._base: dict[tuple[int, int], list[list[tuple[str, str]]]] = {}
         self._live: Live | None = None
         self._noted = False         # a progress line came since the last snapshot
 
@@ -160,6 +166,8 @@ class LiveView:
         self._qoe.append(m["total_qoe"] / rated if rated else math.nan)
         self._invalid += int(m["feedback_invalid"])
         self._failed += int(m["feedback_failed"])
+        for key in self._tally:
+            self._tally[key] += int(m[f"requests_{key}"])
         for r in model.completed:
             self._recent.appendleft(r)
             if r.server:
@@ -170,8 +178,9 @@ class LiveView:
             self._snapshot = self.snapshot(model)
 
     def note(self, line: str) -> None:
-        """A progress line: shown in the view's footer instead of scrolling the terminal. The slot's snapshot
-        is taken after it, so the header and the footer show the same slot (one clock)."""
+        """A message of the run (started, resumed, finishing): shown under the view's footer instead of
+        scrolling the terminal; the next slot's snapshot is taken at once. The view counts slots and requests
+        itself, from its snapshots, so the run's periodic progress lines are not for it."""
         self.message = line
         self._noted = True
 
@@ -203,7 +212,8 @@ class LiveView:
         return Snapshot(slot=model.slot, time_s=float(model.env.now), wall_s=wall,
                         slots_per_s=model.slot / wall if wall > 0 else math.nan, users=tuple(users),
                         servers=tuple(servers), metrics=dict(model.slot_metrics), requests=tuple(self._recent),
-                        qoe=tuple(self._qoe), invalid=self._invalid, failed=self._failed, learner=learner)
+                        qoe=tuple(self._qoe), invalid=self._invalid, failed=self._failed, learner=learner,
+                        tally={**self._tally, "in_flight": model.in_flight})
 
     # --- the drawing side: rich's thread, from the latest snapshot ------------------------------
 
@@ -222,41 +232,96 @@ class LiveView:
             self._live = None
 
     def render(self) -> RenderableType:
-        """The whole view from the latest snapshot."""
+        """The whole view from the latest snapshot, laid out for the terminal's size right now."""
         self.frames += 1
         snap, lay = self._snapshot, self._layout
         if snap is None or lay is None:
             return Panel(Text(self.message), title="aigcsim", border_style="blue")
-        side = Group(self.gpu_panel(snap), self.learner_panel(snap, lay), self.llm_panel(snap, lay))
-        top = Table.grid(expand=True, padding=(0, 1))
-        top.add_column(width=self._map_size(lay)[0] + 4)
-        top.add_column(ratio=1)
-        top.add_row(self.map_panel(snap, lay), side)
-        return Group(self.header(snap, lay), top, self.requests_panel(snap), Text(self.message, style="grey50",
-                                                                                 overflow="ellipsis", no_wrap=True))
+        width, height = self.console.size
+        height -= 1                     # the line under the frame holds the cursor
+        header, footer = self.header(snap, lay, width), self.footer(snap)
+        room = height - 1 - self._lines(footer, width)
+        tops = [(top, 0 if top is None else self._lines(top, width)) for top in self._tops(snap, lay, width)]
+        # the richest top that leaves the recent requests a few rows, else the richest that leaves them any
+        top, lines = next((t for t in tops if room - t[1] >= WANT_REQUEST_LINES),
+                          next(t for t in tops if room - t[1] >= MIN_REQUEST_LINES or t[0] is None))
+        room -= lines
+        parts = [header, *([] if top is None else [top])]
+        if room >= MIN_REQUEST_LINES - 1:
+            parts.append(self.requests_panel(snap, width, room))
+        return Group(*parts, footer)
 
-    def header(self, snap: Snapshot, lay: ViewLayout) -> Text:
-        text = Text.assemble(
-            ("aigcsim ", "bold"), (lay.name, "bold cyan"), f"  seed {lay.seed}  policy {lay.policy}  |  ",
-            ("slot ", "grey62"), (f"{snap.slot}/{self.steps}" if snap.slot <= self.steps
-                                  else f"{self.steps}/{self.steps} +{snap.slot - self.steps} finishing", "bold"),
-            ("  clock ", "grey62"), (f"{snap.time_s:,.1f} s", "bold"),
-            ("  speed ", "grey62"), (f"{snap.slots_per_s:,.1f} slots/s", "bold"),
-            ("  wall ", "grey62"), f"{time.perf_counter() - self._started:,.0f} s")
-        if self.out:
-            text.append(f"  |  {self.out}", style="grey50")
-        text.no_wrap, text.overflow = True, "ellipsis"
+    def _lines(self, renderable: RenderableType, width: int) -> int:
+        """Terminal lines `renderable` takes at `width`."""
+        return len(self.console.render_lines(renderable, self.console.options.update(width=width, height=None),
+                                             pad=False, new_lines=False))
+
+    def _tops(self, snap: Snapshot, lay: ViewLayout, width: int) -> Iterator[RenderableType | None]:
+        """What goes above the recent requests, richest first; the first that leaves them room is drawn."""
+        across = self._across(lay)
+        map_w = lay.columns * across + 1 + 4
+        side_w = width - map_w - 1
+        if side_w >= SIDE_MIN:
+            side = Group(self.gpu_panel(snap, side_w), self.learner_panel(snap, lay, side_w),
+                         self.llm_panel(snap, lay))
+            for down in range(max(2, across // 2), 1, -1):
+                top = Table.grid(padding=(0, 0, 0, 1))
+                top.add_column(width=map_w)
+                top.add_column(width=side_w)
+                top.add_row(self.map_panel(snap, lay, across, down), side)
+                yield top
+        gpu = self.gpu_panel(snap, width)
+        half = (width - 1) // 2
+        if half >= SIDE_MIN // 2:
+            pair = Table.grid(padding=(0, 0, 0, 1))
+            pair.add_column(width=width - half - 1)
+            pair.add_column(width=half)
+            pair.add_row(self.learner_panel(snap, lay, width - half - 1), self.llm_panel(snap, lay))
+            yield Group(gpu, pair)
+        yield Group(gpu, self.learner_panel(snap, lay, width))
+        yield gpu
+        yield None
+
+    def header(self, snap: Snapshot, lay: ViewLayout, width: int = 1_000) -> Text:
+        """One line: the scenario and the clock; less important items are left out when it would not fit."""
+        slot = (f"{snap.slot}/{self.steps}" if snap.slot <= self.steps
+                else f"{self.steps}/{self.steps} +{snap.slot - self.steps} finishing")
+        items = [  # (priority: lower stays longer, text pieces)
+            (0, [("aigcsim ", "bold"), (lay.name, "bold cyan")]),
+            (3, [f"  seed {lay.seed}"]),
+            (2, [f"  policy {lay.policy}"]),
+            (0, ["  |  ", ("slot ", "grey62"), (slot, "bold")]),
+            (1, [("  clock ", "grey62"), (f"{snap.time_s:,.1f} s", "bold")]),
+            (4, [("  speed ", "grey62"), (f"{snap.slots_per_s:,.1f} slots/s", "bold")]),
+            (4, [("  wall ", "grey62"), f"{time.perf_counter() - self._started:,.0f} s"]),
+            (5, [(f"  |  {self.out}", "grey50")] if self.out else []),
+        ]
+        for keep in range(5, -1, -1):
+            text = Text.assemble(*(piece for rank, pieces in items if rank <= keep for piece in pieces))
+            if text.cell_len <= width:
+                break
+        text.no_wrap = True
         return text
 
-    def _map_size(self, lay: ViewLayout) -> tuple[int, int, int, int]:
-        """(width, height) in characters and characters per block across and down."""
-        across = max(4, min(12, (self.map_width - 1) // lay.columns))
-        down = max(2, across // 2)
-        return lay.columns * across + 1, lay.rows * down + 1, across, down
+    def footer(self, snap: Snapshot) -> Text:
+        """The counts of the snapshot's slot (the header's), then the run's latest message; wrapped, not cut."""
+        t = snap.tally
+        rated = [q for q in snap.qoe if not math.isnan(q)]
+        text = Text.assemble(
+            (f"slot {min(snap.slot, self.steps)}/{self.steps}", "bold"),
+            f": issued {t.get('issued', 0)}, delivered {t.get('delivered', 0)}, rated {t.get('rated', 0)}, "
+            f"in flight {t.get('in_flight', 0)}",
+            f", mean QoE {sum(rated) / len(rated):.2f}" if rated else "")
+        text.append("\n" + self.message, style="grey50")
+        return text
 
-    def _streets(self, lay: ViewLayout) -> list[list[tuple[str, str]]]:
-        if self._base is None:
-            width, height, across, down = self._map_size(lay)
+    def _across(self, lay: ViewLayout) -> int:
+        """Characters per block across the map."""
+        return max(4, min(12, (self.map_width - 1) // lay.columns))
+
+    def _streets(self, lay: ViewLayout, across: int, down: int) -> list[list[tuple[str, str]]]:
+        if (across, down) not in self._base:
+            width, height = lay.columns * across + 1, lay.rows * down + 1
             rows = []
             for j in range(height):
                 row = []
@@ -265,13 +330,15 @@ class LiveView:
                     char = "\u253c" if on_x and on_y else "\u2502" if on_x else "\u2500" if on_y else " "
                     row.append((char, STREET_STYLE))
                 rows.append(row)
-            self._base = rows
-        return [list(r) for r in self._base]
+            self._base[across, down] = rows
+        return [list(r) for r in self._base[across, down]]
 
-    def map_panel(self, snap: Snapshot, lay: ViewLayout) -> Panel:
+    def map_panel(self, snap: Snapshot, lay: ViewLayout, across: int | None = None, down: int | None = None) -> Panel:
         """The block: streets, base station, servers, users coloured by their last QoE."""
-        width, height, across, down = self._map_size(lay)
-        grid = self._streets(lay)
+        across = across or self._across(lay)
+        down = down or max(2, across // 2)
+        width, height = lay.columns * across + 1, lay.rows * down + 1
+        grid = self._streets(lay, across, down)
 
         def put(x_m: float, y_m: float, char: str, style: str) -> None:
             i = min(width - 1, max(0, round(x_m / lay.block_m * across)))
@@ -294,7 +361,7 @@ class LiveView:
                     run_style, run = style, []
                 run.append(char)
             text.append("".join(run), run_style)
-        return Panel(Group(text, self.legend(lay)), title="City block", border_style="blue", expand=False)
+        return Panel(Group(text, self.legend(lay)), title="City block", border_style="blue", width=width + 4)
 
     def legend(self, lay: ViewLayout) -> Text:
         text = Text()
@@ -311,33 +378,44 @@ class LiveView:
         text.append(" silent" if lay.feedback_mode == "silent" else " no rating yet")
         return text
 
-    def requests_panel(self, snap: Snapshot) -> Panel:
-        """The most recent finished requests, with what each user said."""
-        table = Table(expand=True, box=None, padding=(0, 1), header_style="bold")
-        table.add_column("user", no_wrap=True, overflow="ellipsis", max_width=22)
-        table.add_column("prompt", no_wrap=True, overflow="ellipsis", max_width=30)
-        table.add_column("cluster", no_wrap=True, justify="right")
-        table.add_column("shared", justify="right", no_wrap=True)
-        table.add_column("own (GPU+phone)", justify="right", no_wrap=True)
-        table.add_column("power", justify="right", no_wrap=True)
-        table.add_column("wait", justify="right", no_wrap=True)
-        table.add_column("rating", justify="right", no_wrap=True)
-        table.add_column("feedback", ratio=1, overflow="fold")
-        for r in snap.requests:
-            table.add_row(*request_cells(r))
-        if not snap.requests:
-            table.add_row("", Text("no finished request yet", style="grey62"), *[""] * 7)
-        return Panel(table, title="Recent requests", border_style="blue")
+    def requests_panel(self, snap: Snapshot, width: int = 1_000, height: int = 1_000) -> Panel:
+        """The most recent finished requests, with what each user said, in `width` x `height` characters:
+        columns that do not fit are left out (never cut), feedback is wrapped, older rows go first."""
+        rows = [request_cells(r) for r in snap.requests]
+        shown = fit_columns(REQUEST_COLUMNS, rows, width - 4, FEEDBACK_MIN)
 
-    def gpu_panel(self, snap: Snapshot) -> Panel:
+        def panel(n: int) -> Panel:
+            table = Table(expand=True, box=None, padding=(0, 1), header_style="bold")
+            for name, justify, w in shown:
+                if name == "feedback":
+                    table.add_column(name, ratio=1, overflow="fold")
+                else:
+                    table.add_column(name, justify=justify, width=w, no_wrap=True,
+                                     overflow="ellipsis" if name == "prompt" else "fold")
+            keep = [k for k, (name, _) in enumerate(REQUEST_COLUMNS) if any(name == c[0] for c in shown)]
+            for cells in rows[:n]:
+                table.add_row(*(cells[k] for k in keep))
+            if not rows:
+                table.add_row(*[Text("no finished request yet", style="grey62") if k == 0 else "" for k in keep])
+            return Panel(table, title="Recent requests", subtitle="steps: GPU+phone", subtitle_align="right",
+                         border_style="blue")
+
+        n = len(rows)
+        while n > 1 and self._lines(panel(n), width) > height:
+            n -= 1
+        return panel(n)
+
+    def gpu_panel(self, snap: Snapshot, width: int = 1_000) -> Panel:
+        rows = [[s.name, f"{s.batches}", f"{s.last_batch or NONE}", _pct(s.utilisation), f"{s.queue}",
+                 f"{s.energy_j / 1e3:,.1f} kJ", NONE if s.clusters_formed is None else f"{s.clusters_formed}",
+                 NONE if s.shared_steps_saved is None else f"{s.shared_steps_saved}"] for s in snap.servers]
+        shown = fit_columns(GPU_COLUMNS, rows, width - 4)
         table = Table(box=None, padding=(0, 1), header_style="bold", expand=True)
-        for name in ("server", "batches", "last batch", "util", "queue", "energy", "clusters", "steps saved"):
-            table.add_column(name, justify="left" if name == "server" else "right", no_wrap=True)
-        for s in snap.servers:
-            table.add_row(s.name, f"{s.batches}", f"{s.last_batch or NONE}", _pct(s.utilisation), f"{s.queue}",
-                          f"{s.energy_j / 1e3:,.1f} kJ",
-                          NONE if s.clusters_formed is None else f"{s.clusters_formed}",
-                          NONE if s.shared_steps_saved is None else f"{s.shared_steps_saved}")
+        for name, justify, w in shown:
+            table.add_column(name, justify=justify, no_wrap=True, min_width=w)
+        keep = [k for k, (name, _) in enumerate(GPU_COLUMNS) if any(name == c[0] for c in shown)]
+        for row in rows:
+            table.add_row(*(row[k] for k in keep))
         parts: list[RenderableType] = [table]
         if all(s.clusters_formed is None for s in snap.servers):
             parts.append(Text("prompt clusters and shared steps: none (imagegen.share is off)",
@@ -347,7 +425,7 @@ class LiveView:
                           f"radio {m['tx_energy_j']:,.1f} J, over budget {m['over_budget_j']:,.0f} J"))
         return Panel(Group(*parts), title="GPU servers", border_style="blue")
 
-    def learner_panel(self, snap: Snapshot, lay: ViewLayout) -> Panel:
+    def learner_panel(self, snap: Snapshot, lay: ViewLayout, width: int = 1_000) -> Panel:
         lines = Text()
         if snap.learner is None:
             lines.append(f"policy {lay.policy}: no learner (a heuristic; it does not learn)\n", style="grey62")
@@ -362,7 +440,7 @@ class LiveView:
         rated = [q for q in snap.qoe if not math.isnan(q)]
         if rated:
             lines.append("QoE ")
-            lines.append(sparkline(snap.qoe), style="green3")
+            lines.append(sparkline(snap.qoe, max(8, min(40, width - 4 - 30))), style="green3")
             lines.append(f"  mean {sum(rated) / len(rated):.2f}, last {rated[-1]:.2f}")
         else:
             lines.append("QoE: no ratings yet" if lay.feedback_mode != "silent"
@@ -384,6 +462,52 @@ class LiveView:
             text.append(f"\nlearned answers {int(m['learned_answers'])}, "
                         f"MAE vs LLM {NONE if math.isnan(mae) else f'{mae:.2f}'}")
         return Panel(text, title="Language model", border_style="blue")
+
+
+# (name, justification) in the order drawn; fit_columns drops them by their place in the PRIORITY lists
+REQUEST_COLUMNS = (("user", "left"), ("prompt", "left"), ("cluster", "right"), ("shared", "right"),
+                   ("steps", "right"), ("power", "right"), ("wait", "right"), ("rating", "right"),
+                   ("feedback", "left"))
+GPU_COLUMNS = (("server", "left"), ("batches", "right"), ("last batch", "right"), ("util", "right"),
+               ("queue", "right"), ("energy", "right"), ("clusters", "right"), ("steps saved", "right"))
+PRIORITY = {  # kept first to last; a column not named is always kept
+    "requests": ("wait", "steps", "prompt", "power", "shared", "cluster"),
+    "gpu": ("energy", "batches", "last batch", "clusters", "steps saved"),
+}
+FEEDBACK_MIN = 24       # characters of the (wrapped) feedback column before other columns are left out
+PROMPT_MIN = 14         # a prompt is shortened with an ellipsis down to this width (it holds no figure)
+SIDE_MIN = 56           # least width of the panels beside the map
+MIN_REQUEST_LINES = 5   # the recent-requests panel's borders, header and two lines
+WANT_REQUEST_LINES = 11  # ... and room for about four requests, when the terminal allows
+
+
+def fit_columns(columns: Sequence[tuple[str, str]], rows: Sequence[Sequence[str | Text]], width: int,
+                flexible: int = 0) -> list[tuple[str, str, int]]:
+    """The columns that fit in `width` characters, each as wide as its widest cell, so no figure is cut.
+
+    Columns are left out in the reverse order of `PRIORITY` (the table's kind is told by its first
+    column); `feedback` (when present) takes what is left, at least `flexible` characters.
+    Returns (name, justify, width) in the columns' order.
+    """
+    def need(k: int, name: str) -> int:
+        w = max([len(name), *(Text(str(r[k]) if not isinstance(r[k], Text) else r[k].plain).cell_len
+                               for r in rows)])
+        return min(w, 28) if name == "prompt" else w
+
+    widths = {name: need(k, name) for k, (name, _) in enumerate(columns) if name != "feedback"}
+    order = PRIORITY["requests" if columns[0][0] == "user" else "gpu"]
+    kept = [name for name, _ in columns if name not in order]
+
+    def total(names: list[str]) -> int:
+        return sum(widths.get(n, flexible) + 2 for n in names)
+
+    for name in order:
+        if total(kept + [name]) <= width:
+            kept.append(name)
+        elif name == "prompt" and total(kept) + PROMPT_MIN + 2 <= width:
+            widths[name] = width - total(kept) - 2
+            kept.append(name)
+    return [(name, justify, widths.get(name, flexible)) for name, justify in columns if name in kept]
 
 
 def layout_of(model: CityBlock) -> ViewLayout:
@@ -409,8 +533,6 @@ def request_cells(r: ImageRequest) -> list[str | Text]:
     """One row of the recent-requests table."""
     shared = r.shared_steps
     own = f"{r.server_steps}+{r.device_steps}"
-    if shared is not None:
-        own = f"{r.steps - shared}"
     cluster = r.cluster or None
     fb = r.feedback
     if fb is None:
@@ -421,7 +543,7 @@ def request_cells(r: ImageRequest) -> list[str | Text]:
         rating, said = Text("invalid", style="dark_orange"), Text(fb.error, style="dark_orange")
     else:
         rating = Text(f"{fb.rating}/5", style=qoe_style(r.qoe))
-        said = Text(fb.text)
+        said = Text(fb.text) if fb.text else Text(f"(no words: {fb.backend})", style="grey62")
     return [r.persona, r.prompt, NONE if cluster is None else str(cluster),
             NONE if shared is None else str(shared), own, f"{r.power_w:.2f} W", f"{r.wait_s:.1f} s", rating, said]
 

@@ -138,7 +138,8 @@ def run_scenario(cfg: ScenarioConfig, steps: int | None = None, seed: int | None
                  out: Path | None = None, force: bool = False, fail_fast: bool = False,
                  log: Callable[[str], None] = print,
                  observer: Callable[[CityBlock], None] | None = None,
-                 log_every_s: float = 30.0, resume: bool = False) -> RunResult:
+                 log_every_s: float = 30.0, resume: bool = False,
+                 progress: Callable[[str], None] | None = None) -> RunResult:
     """Build the block from `cfg`, run it, write the run folder.
 
     Args:
@@ -155,6 +156,7 @@ def run_scenario(cfg: ScenarioConfig, steps: int | None = None, seed: int | None
         log_every_s: wall-clock seconds between progress lines at the latest.
         resume: go on with the interrupted run in `out` (its config.yaml is `cfg`, see `resume_config`):
             replay its finished slots, check them against slots.csv, then run the rest.
+        progress: where the periodic slot lines go; default `log` (a live view counts slots itself).
 
     Raises:
         ScenarioError: bad input (run folder, steps), or a resumed run that does not replay as recorded.
@@ -237,7 +239,7 @@ def run_scenario(cfg: ScenarioConfig, steps: int | None = None, seed: int | None
             now = time.perf_counter()
             if model.slot % every == 0 or model.slot == steps or now - logged >= log_every_s:
                 logged = now
-                log(f"slot {model.slot}/{steps}  t={m['time_s']:.0f}s  issued={tally.issued}  "
+                (progress or log)(f"slot {model.slot}/{steps}  t={m['time_s']:.0f}s  issued={tally.issued}  "
                     f"delivered={tally.delivered}  rated={tally.rated}  in_flight={m['in_flight']}  "
                     f"mean_qoe={_fmt(tally.mean_qoe)}  llm_calls={m['llm_calls']}  cache_hits={m['cache_hits']}  "
                     f"invalid={tally.invalid}  failed={tally.failed}  gpu={m['gpu_utilisation']:.0%}  "
