@@ -30,6 +30,11 @@ KEYS = (("reward_per_slot", "reward/slot"), ("total_qoe_per_slot", "QoE/slot"), 
         ("mean_steps", "steps"), ("mean_wait_s", "wait s"), ("requests_rated", "rated"), ("wall_s", "wall s"))
 
 
+
+def header() -> str:
+    """The table's header: an episode column, then each quantity for the frozen and the live run."""
+    return f"{'episode':>7} " + " ".join(f"{f + ' ' + label:>20}" for f in ("frozen", "live") for _, label in KEYS[:5])
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scenario", default="city_block")
@@ -66,7 +71,7 @@ def main() -> int:
     print(f"\n{cfg.name}, G-DDPG, seed {args.seed}, {args.episodes} episodes of {args.slots} slots, learning after "
           f"{args.learning_starts} rated requests; frozen = the fitted persona model, live = "
           f"{cfg.feedback.llm.backend}:{cfg.feedback.llm.model} for every delivery")
-    head = f"{'episode':>7} " + " ".join(f"{f + ' ' + label:>20}" for f in ("frozen", "live") for _, label in KEYS[:5])
+    head = header()
     print(head)
     print("-" * len(head))
     for i in range(args.episodes):

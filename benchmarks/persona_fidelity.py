@@ -98,6 +98,12 @@ def score(answer: Answer) -> float:
     return float("nan") if s is None else float(s)
 
 
+def persona_header(names: list[str]) -> str:
+    """The per-persona table's header: a column per quality, per wait, a Spearman r per wait and their mean."""
+    return (f"{'persona':<24}" + "".join(f"{n:>9}" for n in names) + "".join(f"{f'{w:g}s':>7}" for w in WAITS_S)
+            + "".join(f"{f'r@{w:g}s':>8}" for w in WAITS_S) + f"{'r':>7}")
+
+
 def battery(personas: list[Persona], qualities: list[tuple[str, float, float]], seed: int) -> list[tuple]:
     """(persona, quality name, delivery) for every cell; the request words drawn with the seed."""
     rng = np.random.default_rng(seed)
@@ -204,8 +210,7 @@ def main() -> None:
     names = [q[0] for q in qualities]
     print("\nexpected rating by quality (mean over waits) and by wait (mean over qualities); "
           "Spearman(quality, rating) per wait and mean")
-    header = (f"{'persona':<24}" + "".join(f"{n:>9}" for n in names) + "".join(f"{f'{w:g}s':>7}" for w in WAITS_S)
-              + "".join(f"{f'r@{w:g}s':>8}" for w in WAITS_S) + f"{'r':>7}")
+    header = persona_header(names)
     print(header)
     print("-" * len(header))
     rank = {n: i for i, n in enumerate(names)}

@@ -40,6 +40,8 @@ FRACTIONS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0)
 SHARING_STEPS = 20
 COLUMNS = ("shape", "fg", "bg", "fg_texture", "bg_texture", "size", "place", "all", "fidelity", "detail",
            "quality", "kid")
+SHARING_COLUMNS = ("fraction", "shared", "similar_fidelity", "similar_detail", "similar_quality", "similar_kept",
+                   "dissimilar_fidelity", "dissimilar_detail", "dissimilar_quality", "dissimilar_kept")
 
 
 def generate(model, denoiser, prompts: list[str], steps: int, shared: int = 0, seed: int = 0,
@@ -244,9 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nQuality of each branch against the shared fraction k/T ({info['scheduler']}, T = {info['steps']}, "
           f"{info['clusters']} clusters of {info['cluster_size']} per kind; mean MiniLM cosine to the first prompt: "
           f"similar {info['similar_cosine']:.2f}, dissimilar {info['dissimilar_cosine']:.2f})")
-    print(format_table(share_rows, ("fraction", "shared", "similar_fidelity", "similar_detail", "similar_quality",
-                                    "similar_kept", "dissimilar_fidelity", "dissimilar_detail",
-                                    "dissimilar_quality", "dissimilar_kept"), width=13))
+    print(format_table(share_rows, SHARING_COLUMNS, width=13))
     if args.sheets:
         for path in write_sheets(ddim, args.sheets):
             print(f"wrote {path}")
