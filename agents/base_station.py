@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Generator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import mesa
 import numpy as np
@@ -47,6 +47,17 @@ class AllocationPolicy(Protocol):
 
     def predict(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
         """obs: (n_requests, len(OBS_FEATURES)); returns (n_requests, len(ACTION_FEATURES)) in [0, 1]."""
+        ...
+
+
+@runtime_checkable
+class Planner(Protocol):
+    """A policy that plans from the requests themselves and the block a base station serves, beyond their
+    observation rows (a reference that peeks at what a base station cannot observe); the base station, or
+    whoever drives it, hands it all three."""
+
+    def plan(self, station: BaseStation, requests: list[ImageRequest], obs: np.ndarray) -> np.ndarray:
+        """Actions for `requests`, whose observation rows are `obs`, as `AllocationPolicy.predict` returns."""
         ...
 
 
@@ -129,8 +140,10 @@ class BaseStation(mesa.Agent):
         if not requests:
             return []
         obs = self.observe(requests)
-        # the policy is asked while the requests still wait: a planner may look them up in pending()
-        action = np.asarray(self.policy.predict(obs, deterministic=self.deterministic), dtype=float)
+        if isinstance(self.policy, Planner):
+            action = np.asarray(self.policy.plan(self, requests, obs), dtype=float)
+        else:
+            action = np.asarray(self.policy.predict(obs, deterministic=self.deterministic), dtype=float)
         self.inbox = self.inbox[len(requests):]
         expected = (len(requests), len(ACTION_FEATURES))
         if action.shape != expected or not np.all((action >= 0) & (action <= 1)):

@@ -51,14 +51,12 @@ def run_policy(path: Path, policy: str, checkpoint: Path | None, seeds: int) -> 
         agent = make_policy(cfg, 0, feedback)
         for episode in range(seeds):
             obs, _ = env.reset(seed=episode_seed(EVALUATION_SEED, episode))     # blocks no training run has seen
-            if hasattr(agent, "bind"):
-                agent.bind(env.model)
             done = False
             while not done:
                 mask = obs[:, -1] > 0
                 action = np.zeros(env.action_space.shape, dtype=np.float32)
                 if mask.any():
-                    action[mask] = agent.predict(obs[mask, :-1], deterministic=True)
+                    action[mask] = env.decide(agent, obs[mask, :-1])
                 obs, _, _, done, _ = env.step(action)
                 for r in env.model.completed:
                     if r.decision is None or np.isnan(r.qoe):

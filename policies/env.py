@@ -61,7 +61,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from agents.base_station import ACTION_FEATURES, OBS_FEATURES
+from agents.base_station import ACTION_FEATURES, OBS_FEATURES, AllocationPolicy, Planner
 from agents.feedback import FeedbackService
 from world.city import CityBlock
 from world.config import ScenarioConfig
@@ -165,6 +165,16 @@ class AllocationEnv(gym.Env):
             reward += self._drain(info)
         model.sense()
         return self._observe(), reward, False, truncated, info
+
+    def decide(self, policy: AllocationPolicy, rows: np.ndarray, deterministic: bool = True) -> np.ndarray:
+        """`policy`'s actions for the waiting requests, whose observation rows (unscaled, no mask) are `rows`:
+        a `Planner` is handed the base station, the requests themselves and their rows at full precision, as
+        inside a run."""
+        if isinstance(policy, Planner):
+            station = self.model.base_station
+            requests = station.pending()[:len(rows)]
+            return policy.plan(station, requests, station.observe(requests))
+        return policy.predict(rows, deterministic=deterministic)
 
     def _drain(self, info: dict[str, float]) -> float:
         """At the episode's end, run the clock on without new decisions until every decided request is

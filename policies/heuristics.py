@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from agents.base_station import ACTION_FEATURES, OBS_FEATURES
+from agents.base_station import ACTION_FEATURES, OBS_FEATURES, BaseStation
 from agents.feedback import Delivery, rating_qoe
 from agents.gpu_server import least_loaded
 from agents.request import ImageRequest
-from world.city import CityBlock
 from world.config import ScenarioConfig
 from world.feedback_model import LearnedFeedback
 from world.imagegen.render import CooperativeRender
@@ -193,53 +193,41 @@ class OptimumPolicy:
         self.share_j = _share_j(cfg)
         self.candidates = np.array([(a_t, s, a_p) for a_t in np.linspace(0.0, 1.0, steps_grid) for s in shares
                                     for a_p in np.linspace(0.0, 1.0, power_grid)])
-        self.model: CityBlock | None = None
 
-    def bind(self, model: CityBlock) -> None:
-        """Plan on this block's requests, users, channel and GPU servers (call before `predict`)."""
-        self.model = model
-
-    def predict(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
-        """The best candidate for each of the base station's pending requests, whose rows `obs` are.
+    def plan(self, station: BaseStation, requests: Sequence[ImageRequest], obs: np.ndarray) -> np.ndarray:
+        """The best candidate for each request, planned from who asks and for what, and from the block
+        `station` serves (its channel, GPU servers and quality); `obs` holds the requests' observation rows.
 
         Raises:
-            RuntimeError: not bound to a model.
-            ValueError: `obs` does not describe `model.base_station.pending()`, row by row.
+            ValueError: `obs` does not have one row per request.
         """
-        model = self._bound()
-        requests = model.base_station.pending()
         obs = np.asarray(obs, dtype=float)
         if obs.shape != (len(requests), len(OBS_FEATURES)):
-            raise ValueError(f"OptimumPolicy got observations of shape {obs.shape} for {len(requests)} pending "
-                             f"requests; it needs one row per request of model.base_station.pending(), in order")
-        seen = model.base_station.observe(requests)
-        if not np.allclose(obs, seen, rtol=1e-5, atol=1e-6):
-            raise ValueError("OptimumPolicy got observation rows that do not describe model.base_station.pending(), "
-                             "in order; the policy must be asked before the pending requests leave the inbox")
+            raise ValueError(f"OptimumPolicy got observations of shape {obs.shape} for {len(requests)} requests; "
+                             f"it needs one row per request, in order")
         action = np.zeros((len(requests), len(ACTION_FEATURES)))
-        for i, (request, row) in enumerate(zip(requests, seen)):
-            rewards = [self._forecast(request, row, a).reward for a in self.candidates]
+        for i, (request, row) in enumerate(zip(requests, obs)):
+            rewards = [self._forecast(station, request, row, a).reward for a in self.candidates]
             action[i] = self.candidates[int(np.argmax(rewards))]
         return action
 
-    def forecast(self, request: ImageRequest, action: np.ndarray) -> Forecast:
+    def predict(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
+        """Not enough to plan from: observation rows do not say who asks or for what."""
+        raise TypeError("OptimumPolicy plans from the requests themselves, not from observation rows alone: "
+                        "call plan(station, requests, obs), as the base station does")
+
+    def forecast(self, station: BaseStation, request: ImageRequest, action: np.ndarray) -> Forecast:
         """What the search expects of `request` under the action row `action`, as of now."""
-        return self._forecast(request, self._bound().base_station.observe([request])[0], action)
+        return self._forecast(station, request, station.observe([request])[0], action)
 
-    def predicted_reward(self, request: ImageRequest, action: np.ndarray) -> float:
+    def predicted_reward(self, station: BaseStation, request: ImageRequest, action: np.ndarray) -> float:
         """The reward the search expects of `request` under the action row `action`."""
-        return self.forecast(request, action).reward
+        return self.forecast(station, request, action).reward
 
-    def _bound(self) -> CityBlock:
-        if self.model is None:
-            raise RuntimeError("OptimumPolicy is not bound to a model: call bind(model) with the CityBlock it "
-                               "allocates for before predict()")
-        return self.model
-
-    def _forecast(self, request: ImageRequest, row: np.ndarray, action: np.ndarray) -> Forecast:
-        model, cfg = self._bound(), self.cfg
+    def _forecast(self, station: BaseStation, request: ImageRequest, row: np.ndarray, action: np.ndarray) -> Forecast:
+        model, cfg = station.model, self.cfg
         bs = cfg.base_station
-        server_steps, device_steps, power_w = model.base_station.limits.decode(action)
+        server_steps, device_steps, power_w = station.limits.decode(action)
         total = server_steps + device_steps
         k = least_loaded(model.gpu_servers)
         engine = model.gpu_servers[k].compute

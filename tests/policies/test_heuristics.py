@@ -227,11 +227,6 @@ def asked(model: CityBlock, users: int) -> list[ImageRequest]:
     return [u.request_image() for u in model.user_list[:users]]
 
 
-def test_optimum_predict_without_bind_raises(cfg: ScenarioConfig) -> None:
-    with pytest.raises(RuntimeError, match="bind"):
-        OptimumPolicy(cfg, learned()).predict(slot(2))
-
-
 def test_optimum_refuses_bad_grids_and_an_unfitted_model(cfg: ScenarioConfig) -> None:
     with pytest.raises(ValueError, match="steps_grid"):
         OptimumPolicy(cfg, learned(), steps_grid=1)
@@ -243,37 +238,35 @@ def test_optimum_refuses_bad_grids_and_an_unfitted_model(cfg: ScenarioConfig) ->
         OptimumPolicy(cfg, unfitted)
 
 
-def test_optimum_refuses_rows_that_are_not_the_pending_requests() -> None:
+def test_optimum_plans_from_the_requests_not_from_rows_alone() -> None:
     model = block()
     optimum = OptimumPolicy(model.cfg, learned())
-    optimum.bind(model)
-    asked(model, 3)
-    rows = model.base_station.observe(model.base_station.pending())
-    with pytest.raises(ValueError, match="pending"):
-        optimum.predict(rows[:2])
-    with pytest.raises(ValueError, match="pending"):
-        optimum.predict(rows[::-1])
+    requests = asked(model, 3)
+    rows = model.base_station.observe(requests)
+    with pytest.raises(ValueError, match="one row per request"):
+        optimum.plan(model.base_station, requests, rows[:2])
+    with pytest.raises(TypeError, match="plan"):
+        optimum.predict(rows)
 
 
 def test_optimum_beats_fixed_and_random_grid_actions_on_its_own_predictor() -> None:
     model = block({"base_station": {"energy_penalty": 10.0}})
     optimum = OptimumPolicy(model.cfg, learned())
-    optimum.bind(model)
     requests = asked(model, 4)
-    action = optimum.predict(model.base_station.observe(requests))
+    action = optimum.plan(model.base_station, requests, model.base_station.observe(requests))
     assert action.shape == (4, 3) and np.all((action >= 0) & (action <= 1))
     fixed = FixedPolicy().predict(action)
     # the search is exhaustive over its grid: any action drawn from the grid's values is no better
     rng = np.random.default_rng(5)
     grid = [np.linspace(0, 1, 10), np.array([1.0, 0.8, 0.5]), np.linspace(0, 1, 5)]
     for r, a, f in zip(requests, action, fixed):
-        best = optimum.predicted_reward(r, a)
-        assert best >= optimum.predicted_reward(r, f)
+        best = optimum.predicted_reward(model.base_station, r, a)
+        assert best >= optimum.predicted_reward(model.base_station, r, f)
         for _ in range(20):
             other = np.array([rng.choice(values) for values in grid])
-            assert best >= optimum.predicted_reward(r, other), other
+            assert best >= optimum.predicted_reward(model.base_station, r, other), other
     # with ten times the penalty over budget, (1, 1, 1) at 450 J is clearly worse than what was chosen
-    assert all(optimum.predicted_reward(r, a) > optimum.predicted_reward(r, f) + 0.5
+    assert all(optimum.predicted_reward(model.base_station, r, a) > optimum.predicted_reward(model.base_station, r, f) + 0.5
                for r, a, f in zip(requests, action, fixed))
 
 
@@ -284,10 +277,9 @@ def test_optimum_buys_the_sharp_look_within_the_share_when_the_penalty_is_steep(
     free = block({"base_station": {"energy_budget_j_per_slot": 1e9, "device_energy_weight": 0.0}})
     for model in (steep, free):
         optimum = OptimumPolicy(model.cfg, learned(keen))
-        optimum.bind(model)
         requests = asked(model, 3)
-        action = optimum.predict(model.base_station.observe(requests))
-        chosen = [optimum.forecast(r, a) for r, a in zip(requests, action)]
+        action = optimum.plan(model.base_station, requests, model.base_station.observe(requests))
+        chosen = [optimum.forecast(model.base_station, r, a) for r, a in zip(requests, action)]
         assert all(c.sharpness >= 0.85 for c in chosen), [c.steps for c in chosen]     # the look it pays for
         if model is steep:      # 300 J pays 33 GPU steps at 9 J: the rest of the 35 or more go to the phone
             assert all(c.energy_j <= share_j(model.cfg) < c.steps * 9.0 for c in chosen)
@@ -301,12 +293,11 @@ def test_optimum_finer_grid_never_does_worse() -> None:
     model = block({"base_station": {"energy_penalty": 10.0}})
     coarse = OptimumPolicy(model.cfg, learned())
     fine = OptimumPolicy(model.cfg, learned(), steps_grid=46, power_grid=9, shares=(1.0, 0.8, 0.5, 0.0))
-    coarse.bind(model)
-    fine.bind(model)
     requests = asked(model, 2)
-    rows = model.base_station.observe(requests)
-    for r, a, b in zip(requests, coarse.predict(rows), fine.predict(rows)):
-        assert fine.predicted_reward(r, b) >= coarse.predicted_reward(r, a) - 1e-12
+    station = model.base_station
+    rows = station.observe(requests)
+    for r, a, b in zip(requests, coarse.plan(station, requests, rows), fine.plan(station, requests, rows)):
+        assert fine.predicted_reward(station, r, b) >= coarse.predicted_reward(station, r, a) - 1e-12
 
 
 def test_optimum_persona_changes_the_choice() -> None:
@@ -321,23 +312,22 @@ def test_optimum_persona_changes_the_choice() -> None:
     weights = hand_made_weights(1.0, look=4.0, **{"neuroticism*wait_a_bit_long": -2.0,
                                                   "neuroticism*wait_very_long": -2.0})
     optimum = OptimumPolicy(model.cfg, learned(weights), steps_grid=46)
-    optimum.bind(model)
     calm, edgy = asked(model, 2)
-    action = optimum.predict(model.base_station.observe([calm, edgy]))
+    action = optimum.plan(model.base_station, [calm, edgy], model.base_station.observe([calm, edgy]))
     assert action[0, 0] > action[1, 0]
 
 
 def test_optimum_forecast_waits_for_the_gpu_backlog_and_the_age() -> None:
     model = block()
     optimum = OptimumPolicy(model.cfg, learned())
-    optimum.bind(model)
     model.base_station.max_per_slot = 1         # the first request is allocated, the second waits a slot
     first, second = asked(model, 2)
     on_gpu, on_phone = np.array([0.5, 1.0, 1.0]), np.array([0.5, 0.0, 1.0])
-    idle = optimum.forecast(second, on_gpu), optimum.forecast(second, on_phone)
+    station = model.base_station
+    idle = optimum.forecast(station, second, on_gpu), optimum.forecast(station, second, on_phone)
     model.serve()                                # 50 GPU steps of the first request: 1.5 s, still queued at 1 s
     assert first.server_steps == 50 and model.gpu_servers[0].queued_steps == 50
-    busy = optimum.forecast(second, on_gpu), optimum.forecast(second, on_phone)
+    busy = optimum.forecast(station, second, on_gpu), optimum.forecast(station, second, on_phone)
     step_s = model.cfg.gpu_servers[0].step_latency_s
     assert busy[0].wait_s == pytest.approx(idle[0].wait_s + model.cfg.slot_s + 50 * step_s)
     assert busy[1].wait_s == pytest.approx(idle[1].wait_s + model.cfg.slot_s)      # the phone does not queue
@@ -349,9 +339,8 @@ def test_optimum_forecast_matches_the_simulator_for_a_lone_request(action: tuple
     """Alone on an idle GPU, within the slot's channel, the forecast is what the block then does."""
     model = block()
     optimum = OptimumPolicy(model.cfg, learned())
-    optimum.bind(model)
     (request,) = asked(model, 1)
-    expected = optimum.forecast(request, np.array(action))
+    expected = optimum.forecast(model.base_station, request, np.array(action))
     model.base_station.policy = FixedPolicy(*action)
     for _ in range(15):
         model.serve()
@@ -369,9 +358,8 @@ def test_optimum_allocates_inside_the_block() -> None:
     model = block()
     optimum = OptimumPolicy(model.cfg, learned())
     model.base_station.policy = optimum
-    optimum.bind(model)
     requests = asked(model, 2)
-    chosen = optimum.predict(model.base_station.observe(requests))
+    chosen = optimum.plan(model.base_station, requests, model.base_station.observe(requests))
     model.serve()
     for r, a in zip(requests, chosen):
         np.testing.assert_array_equal(r.decision[1], a)
