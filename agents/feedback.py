@@ -1,7 +1,7 @@
 """How a user judges a delivered image in words: the interface to a language model.
 
 The persona code calls one method, `FeedbackBackend.give_feedback(persona,
-delivery) -> Feedback`; LangChain chat models implement it (`world/llm.py`).
+delivery) -> Feedback`; LangChain chat models implement it (`world/llm/chat.py`).
 This module holds what every implementation shares: what the user perceives
 (`Delivery`), the typed answer (`Feedback`), the chat messages, the answer's
 JSON schema and its parser. The image prompt is data: it is quoted as the

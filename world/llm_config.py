@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 DEFAULT_OLLAMA_HOST = "http://127.0.0.1:11434"
+SAMPLING_SEED = 1234          # fixed so that a run with temperature > 0 repeats on the same backend
 
 
 class LlmSetupError(RuntimeError):

