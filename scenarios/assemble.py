@@ -12,16 +12,16 @@ import numpy as np
 from pydantic import ValidationError
 
 from agents.base_station import ACTION_FEATURES, OBS_FEATURES, AllocationPolicy
-from agents.feedback import FeedbackService
+from agents.feedback import FeedbackBackend, FeedbackService
 from policies.ddpg import DDPG, CheckpointError
 from policies.gddpg import GDDPG
 from policies.heuristics import FixedPolicy, GreedyPolicy, OptimumPolicy, RandomPolicy
 from scenarios.loader import SHIPPED, ScenarioError
 from scenarios.replay import RecordedAnswers
 from world.config import LEARNER_NAMES, ScenarioConfig
+from world.llm_config import LlmConfig
 from world.feedback import FeedbackCache, FeedbackPool
 from world.feedback_model import FeedbackFitError, LearnedFeedback, load_fit
-from world.llm import EMBEDDED_MODELS, build_backends
 from world.ray_feedback import build_ray_backends
 
 LEARNERS = {"gddpg": GDDPG, "ddpg": DDPG}     # the learners' classes, by their names in world.config
@@ -48,7 +48,7 @@ def make_policy(cfg: ScenarioConfig, seed: int,
 
     A learner (gddpg, ddpg) loads `base_station.checkpoint` when it names one, else starts untrained.
     'optimum' plans on the learned persona-feedback model: the run's own when feedback is learned,
-    else the scenario's `feedback.learned_start` fit; call its `bind(model)` once the block exists.
+    else the scenario's `feedback.learned_start` fit (a `Planner`: the base station hands it the requests).
     """
     name = cfg.base_station.policy
     if name in LEARNERS:
@@ -98,6 +98,15 @@ def with_options(cfg: ScenarioConfig, policy: str | None, checkpoint: Path | Non
     return cfg.model_copy(update={"base_station": bs})
 
 
+def build_backends(cfg: LlmConfig, instances: int) -> tuple[list[FeedbackBackend], Callable[[], None]]:
+    """`world.llm.build_backends`, imported only when a language model is started (LangChain, the OpenAI
+    client and llama.cpp take over a second to import, which a run from the answer cache or a frozen
+    persona model does without)."""
+    from world.llm import build_backends as build
+
+    return build(cfg, instances)
+
+
 def make_feedback(cfg: ScenarioConfig, seed: int, recorded: RecordedAnswers | None = None,
                   ) -> tuple[FeedbackService | None, Callable[[], None]]:
     """The personas' feedback service named in the scenario, and how to shut it down.
@@ -118,7 +127,11 @@ def make_feedback(cfg: ScenarioConfig, seed: int, recorded: RecordedAnswers | No
     sampling = fcfg.llm.model_dump(include={"temperature", "top_logprobs", "max_tokens", "max_retries"})
     cache = FeedbackCache(fcfg.cache) if fcfg.cache else None
     # the cache key names the model by its file's hash, so a changed model never reuses old answers
-    model_hash = EMBEDDED_MODELS[fcfg.llm.model].sha256 if fcfg.llm.backend == "embedded" else fcfg.llm.ollama_model
+    model_hash = fcfg.llm.ollama_model
+    if fcfg.llm.backend == "embedded":
+        from world.llm import EMBEDDED_MODELS
+
+        model_hash = EMBEDDED_MODELS[fcfg.llm.model].sha256
     pool = FeedbackPool(backends, backend_id=f"{backends[0].name}@{model_hash}", sampling=sampling, cache=cache)
     asked: FeedbackService = pool
     if recorded is not None:

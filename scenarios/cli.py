@@ -140,7 +140,7 @@ def _run(path: Path | None, args: argparse.Namespace, prog: str) -> int:
     from scenarios.assemble import with_options
     from scenarios.replay import resume_config
     from scenarios.run import FeedbackFailed, default_run_dir, run_scenario
-    from scenarios.tables import read_table
+    from scenarios.tables import RunFolder, read_table
 
     if args.resume is not None:
         given = [flag for flag, value in (("FILE", path), ("--seed", args.seed), ("--policy", args.policy),
@@ -170,7 +170,7 @@ def _run(path: Path | None, args: argparse.Namespace, prog: str) -> int:
         else:
             run(_plain, sampler.observe)
     except KeyboardInterrupt:
-        done = len(read_table(out / "slots.csv"))
+        done = len(read_table(RunFolder(out).slots))
         print(f"interrupted after slot {done}: every finished slot is in {out}; go on with: "
               f"{prog} --resume {out}" + (f" --steps {steps}" if args.steps is not None else ""), file=sys.stderr)
         status = EXIT_INTERRUPTED
@@ -186,7 +186,7 @@ def _run(path: Path | None, args: argparse.Namespace, prog: str) -> int:
         print(f"run folder: {out}")
         return EXIT_FAILED
     wall_s = time.perf_counter() - started
-    if (out / "slots.csv").is_file():
+    if RunFolder(out).slots.is_file():
         try:
             report = write_report(out, sampler.cells(), policy=cfg.base_station.policy,
                                   budget_j=cfg.base_station.energy_budget_j_per_slot, wall_s=wall_s)
@@ -487,10 +487,13 @@ def _cpus(text: str) -> float:
 def _report(out: Path) -> int:
     from scenarios.report import write_report
 
-    if not (out / "slots.csv").is_file() or not (out / "config.yaml").is_file():
+    from scenarios.tables import RunFolder
+
+    folder = RunFolder(out)
+    if not folder.slots.is_file() or not folder.config.is_file():
         raise ScenarioError(f"report: '{out}' is not a run folder (no slots.csv and config.yaml); give a folder "
                             f"written by `python -m scenarios run`")
-    cfg = load_scenario(out / "config.yaml")
+    cfg = load_scenario(folder.config)
     report = write_report(out, None, policy=cfg.base_station.policy,
                           budget_j=cfg.base_station.energy_budget_j_per_slot)
     _print_summary(report, cfg.name, None)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from agents.feedback import Delivery, Feedback, FeedbackStats
 from agents.persona import Persona
 from scenarios.loader import ScenarioError
-from scenarios.tables import REQUEST_FIELDS, csv_text, read_table
+from scenarios.tables import REQUEST_FIELDS, RunFolder, csv_text, read_table
 from world.city import SLOT_METRICS
 from world.files import write_atomic
 
@@ -91,15 +91,10 @@ class RecordedAnswers:
 
 def resume_config(out: Path) -> ScenarioConfig:
     """The scenario of the run in folder `out`, as it was resolved when the run started (its config.yaml)."""
-    from scenarios.loader import load_scenario
-
-    if not (out / "config.yaml").is_file():
-        raise ScenarioError(f"--resume: '{out}' holds no run (no config.yaml); give the folder of an "
-                            f"interrupted run")
-    return load_scenario(out / "config.yaml")
+    return RunFolder(out).read_config()
 
 
-def check_replay(model: CityBlock, row: dict[str, str], out: Path) -> None:
+def check_replay(model: CityBlock, row: dict[str, str], folder: RunFolder) -> None:
     """A replayed slot must match its record; otherwise the run cannot go on where it stopped."""
     for key in SLOT_METRICS:
         if key in NOT_REPLAYED or key not in row:
@@ -107,17 +102,17 @@ def check_replay(model: CityBlock, row: dict[str, str], out: Path) -> None:
         got, want = float(model.slot_metrics[key]), float(row[key])
         if not (got == want or (math.isnan(got) and math.isnan(want)) or math.isclose(got, want, rel_tol=1e-9)):
             raise ScenarioError(
-                f"--resume: slot {model.slot} does not replay as recorded in {out / 'slots.csv'} ({key}: recorded "
+                f"--resume: slot {model.slot} does not replay as recorded in {folder.slots} ({key}: recorded "
                 f"{row[key]}, replayed {got!r}); the code, the installed packages or the files the run reads have "
                 f"changed since it started. Nothing was changed in the run folder; start a new run instead")
 
 
-def cut_back(out: Path, done: int) -> None:
+def cut_back(folder: RunFolder, done: int) -> None:
     """Cut the tables back to the first `done` slots (a slot cut off by the interruption is dropped)."""
-    slots = read_table(out / "slots.csv")[:done]
-    requests = [r for r in read_table(out / "requests.csv") if row_slot(r["finished_slot"]) <= done]
-    for name, fields, rows in (("slots.csv", SLOT_METRICS, slots), ("requests.csv", REQUEST_FIELDS, requests)):
-        write_atomic(out / name, csv_text([dict(zip(fields, fields)), *rows], fields))
+    slots = read_table(folder.slots)[:done]
+    requests = [r for r in read_table(folder.requests) if row_slot(r["finished_slot"]) <= done]
+    for path, fields, rows in ((folder.slots, SLOT_METRICS, slots), (folder.requests, REQUEST_FIELDS, requests)):
+        write_atomic(path, csv_text([dict(zip(fields, fields)), *rows], fields))
 
 
 def header(path: Path) -> tuple[str, ...]:

@@ -31,7 +31,7 @@ import numpy as np
 from rich.table import Table
 
 from agents.persona import TRAITS
-from scenarios.tables import read_table
+from scenarios.tables import RunFolder, read_table
 from world.config import LEARNER_NAMES
 from world.files import replacing
 
@@ -385,9 +385,8 @@ def write_report(out: Path, cells: Sequence[SheetCell] | None, policy: str, budg
         learner_history: one mapping per episode when a learner ran; None: no learning curve.
         wall_s: wall-clock seconds the run took, for the summary.
     """
-    slots = read_table(out / "slots.csv")
-    requests = read_table(out / "requests.csv")
-    users = read_table(out / "users.csv")
+    folder = RunFolder(out)
+    slots, requests, users = read_table(folder.slots), read_table(folder.requests), read_table(folder.users)
     report = Report(out)
     run_s = num(slots[-1]["time_s"]) if slots else 0.0
     report.files.append(plot_qoe_by_persona(requests, users, out / "qoe_by_persona.png", run_s))

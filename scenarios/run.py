@@ -21,7 +21,6 @@ The block's parts (policy, feedback service) come from `scenarios.assemble`, the
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import dataclass
@@ -29,13 +28,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Callable
 
-import yaml
-
 from agents.persona import TRAITS
 from scenarios.assemble import make_feedback, make_policy, start_fit, with_seed_and_slots
 from scenarios.loader import ScenarioError
 from scenarios.replay import RecordedAnswers, check_replay, cut_back, header, row_slot
-from scenarios.tables import REQUEST_FIELDS, USER_FIELDS, csv_text, prepare_run_dir, read_table, refuse_occupied
+from scenarios.tables import REQUEST_FIELDS, USER_FIELDS, RunFolder, csv_text, read_table
 from world.city import SLOT_METRICS, CityBlock
 from world.config import ScenarioConfig
 from world.files import write_atomic
@@ -50,9 +47,6 @@ class FeedbackFailed(RuntimeError):
 def default_run_dir(cfg: ScenarioConfig, seed: int) -> Path:
     """runs/<scenario>-<date>-<time>-seed<seed>."""
     return Path("runs") / f"{cfg.name}-{datetime.now():%Y%m%d-%H%M%S}-seed{seed}"
-
-
-RUN_FILES = ("config.yaml", "slots.csv", "requests.csv", "users.csv")    # what a run writes as it goes
 
 
 @dataclass
@@ -78,14 +72,14 @@ class RunWriter:
     """Append-only CSV tables of a run folder.
 
     Args:
-        out: the run folder.
+        folder: the run folder.
         append: go on with tables a resumed run already holds (no second header).
     """
 
-    def __init__(self, out: Path, append: bool = False) -> None:
+    def __init__(self, folder: RunFolder, append: bool = False) -> None:
         self._files: dict[Path, IO[str]] = {}
-        self.slots = self._open(out / "slots.csv", SLOT_METRICS, append)
-        self.requests = self._open(out / "requests.csv", REQUEST_FIELDS, append)
+        self.slots = self._open(folder.slots, SLOT_METRICS, append)
+        self.requests = self._open(folder.requests, REQUEST_FIELDS, append)
 
     def _open(self, path: Path, fields: tuple[str, ...], append: bool) -> tuple[Path, tuple[str, ...]]:
         header = not (append and path.is_file() and path.stat().st_size > 0)
@@ -174,34 +168,34 @@ def run_scenario(cfg: ScenarioConfig, steps: int | None = None, seed: int | None
     if resume:
         if out is None:
             raise ScenarioError("--resume needs the run folder")
-        recorded = read_table(out / "slots.csv")
+        folder = RunFolder(out)
+        recorded = read_table(folder.slots)
         if len(recorded) >= steps:
             raise ScenarioError(f"--resume: '{out}' has finished all {len(recorded)} slots; to run it longer "
                                 f"pass --steps with more than {len(recorded)}; to redraw its plots and summary: "
                                 f"python -m scenarios report {out}")
-        requests = read_table(out / "requests.csv")
-        if recorded and (header(out / "slots.csv") != SLOT_METRICS or header(out / "requests.csv") != REQUEST_FIELDS):
+        requests = read_table(folder.requests)
+        if recorded and (header(folder.slots) != SLOT_METRICS or header(folder.requests) != REQUEST_FIELDS):
             raise ScenarioError(f"--resume: the tables in '{out}' were written by another version of aigcsim "
                                 f"(their columns differ); start a new run")
         if recorded:
             answers = RecordedAnswers([r for r in requests if row_slot(r["finished_slot"]) <= len(recorded)])
     else:
         out = out or default_run_dir(cfg, seed)
-        refuse_occupied(out, force)
+        folder = RunFolder(out)
+        folder.refuse_occupied(force)
 
     done = len(recorded)
     # the language model is started before the folder is made: a model that cannot start leaves nothing behind
     feedback, close_feedback = make_feedback(cfg, seed, answers)
     try:
         if not resume:
-            prepare_run_dir(out, force, RUN_FILES)
-            write_atomic(out / "config.yaml", yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+            folder.create(force)
+            folder.write_config(cfg)
         log(f"running {cfg.name}: {steps} slots of {cfg.slot_s:g} s, seed {seed}, run folder {out}"
             + (f" (resuming after slot {done})" if resume else ""))
         policy = policy or make_policy(cfg, seed, feedback)
         model = CityBlock(cfg, policy, feedback=feedback)
-        if hasattr(policy, "bind"):
-            policy.bind(model)
     except BaseException:
         close_feedback()
         raise
@@ -214,19 +208,19 @@ def run_scenario(cfg: ScenarioConfig, steps: int | None = None, seed: int | None
     try:
         for row in recorded:
             model.step()
-            check_replay(model, row, out)
+            check_replay(model, row, folder)
             tally.add(model)
             if observer is not None:
                 observer(model)
         if resume:
             if answers is not None:
                 answers.stop()
-            cut_back(out, done)
-            write_atomic(out / "config.yaml", yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+            cut_back(folder, done)
+            folder.write_config(cfg)
             if done:
                 log(f"replayed slots 1-{done} as recorded; going on from slot {done + 1}")
-        write_users(out / "users.csv", model)
-        writer = RunWriter(out, append=resume)
+        write_users(folder.users, model)
+        writer = RunWriter(folder, append=resume)
         for _ in range(done, steps):
             model.step()
             writer.write_slot(model)
@@ -270,9 +264,7 @@ def run_scenario(cfg: ScenarioConfig, steps: int | None = None, seed: int | None
         close_feedback()
         if writer is not None or not resume:     # a resume refused before writing leaves run.json as it was
             try:
-                write_atomic(out / "run.json", json.dumps(
-                    {"status": status, "slots_done": len(read_table(out / "slots.csv")), "slots": steps,
-                     "seed": seed, "error": error}, indent=1) + "\n")
+                folder.write_state(status, steps, seed, error)
             except OSError:
                 pass        # no room even for run.json: slots.csv still holds every finished slot
     if unclosed is not None:

@@ -41,7 +41,7 @@ from scenarios.report import (SheetSampler, ci95, new_figure, num, rated_qoe, re
                               write_report)
 from scenarios.assemble import with_options, with_seed_and_slots
 from scenarios.run import run_scenario
-from scenarios.tables import csv_text
+from scenarios.tables import RunFolder, csv_text
 from world.config import MAX_SEED, POLICIES, ScenarioConfig
 from world.files import write_atomic
 from world.ray_feedback import ensure_ray
@@ -208,16 +208,16 @@ def execute(run: PlannedRun, out: str) -> dict[str, Any]:
 
     The run folder is replaced; result.json is written last, so a folder with it holds a finished run.
     """
-    folder = Path(out)
-    (folder / "result.json").unlink(missing_ok=True)
+    folder = RunFolder(Path(out))
+    folder.result.unlink(missing_ok=True)
     started = time.perf_counter()
     sampler = SheetSampler()
-    run_scenario(run.cfg, out=folder, force=True, log=lambda line: None, observer=sampler.observe)
+    run_scenario(run.cfg, out=folder.path, force=True, log=lambda line: None, observer=sampler.observe)
     wall_s = time.perf_counter() - started
-    write_report(folder, sampler.cells(), policy=run.policy, budget_j=run.cfg.base_station.energy_budget_j_per_slot,
-                 wall_s=wall_s)
-    row = {**identity(run), "status": "finished", "error": "", **measure(folder), "wall_s": round(wall_s, 2)}
-    write_atomic(folder / "result.json", json.dumps(row, indent=1) + "\n")
+    write_report(folder.path, sampler.cells(), policy=run.policy,
+                 budget_j=run.cfg.base_station.energy_budget_j_per_slot, wall_s=wall_s)
+    row = {**identity(run), "status": "finished", "error": "", **measure(folder.path), "wall_s": round(wall_s, 2)}
+    write_atomic(folder.result, json.dumps(row, indent=1) + "\n")
     return row
 
 
@@ -228,8 +228,8 @@ def identity(run: PlannedRun) -> dict[str, Any]:
 
 def measure(folder: Path) -> dict[str, Any]:
     """What a run folder's tables say about the run (every measure but wall_s)."""
-    slots = read_table(folder / "slots.csv")
-    requests = read_table(folder / "requests.csv")
+    slots = read_table(RunFolder(folder).slots)
+    requests = read_table(RunFolder(folder).requests)
     total = lambda col: float(sum(np.nan_to_num(num(s[col])) for s in slots))  # noqa: E731
     waits = waits_s(requests)
     qoe = rated_qoe(requests)
@@ -258,13 +258,13 @@ def finished_row(run: PlannedRun, folder: Path) -> dict[str, Any] | None:
         ScenarioError: the folder holds a finished run of another scenario (it is not redone
             without --force, so that no result is replaced by surprise).
     """
-    result, config = folder / "result.json", folder / "config.yaml"
-    if not (result.is_file() and config.is_file()):
+    files = RunFolder(folder)
+    if not (files.result.is_file() and files.config.is_file()):
         return None
     try:
-        done = json.loads(result.read_text(encoding="utf-8"))
-        state = json.loads((folder / "run.json").read_text(encoding="utf-8"))
-        had = yaml.safe_load(config.read_text(encoding="utf-8"))
+        done = files.read_json(files.result)
+        state = files.read_json(files.state)
+        had = yaml.safe_load(files.config.read_text(encoding="utf-8"))
     except (OSError, ValueError, yaml.YAMLError):
         return None                                  # damaged: redo it
     if state.get("status") != "finished":

@@ -37,7 +37,6 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-import yaml
 
 from policies.ddpg import DDPG, CheckpointError, NonFiniteError
 from agents.base_station import ACTION_FEATURES
@@ -45,7 +44,7 @@ from policies.env import AllocationEnv, Outcome, episode_seed, run_episode as ru
 from scenarios.cli import Parser, EXIT_INTERRUPTED, positive_int, seed_int, add_debug_option, guarded, scenario_path
 from scenarios.loader import ScenarioError, load_scenario
 from scenarios.assemble import LEARNERS, make_feedback, make_policy, start_fit
-from scenarios.tables import csv_text, prepare_run_dir, read_table
+from scenarios.tables import RunFolder, csv_text, read_table
 from world.files import write_atomic
 from world.config import POLICIES, ScenarioConfig
 from world.feedback_model import LearnedFeedback
@@ -119,9 +118,7 @@ def run_episode(env: AllocationEnv, policy: Any, learner: DDPG | None, opts: Tra
     def act(rows: np.ndarray) -> np.ndarray:
         if learner is not None and learner.buffer.size < opts.learning_starts:
             return rng.uniform(0.0, 1.0, size=(len(rows), len(ACTION_FEATURES)))
-        if hasattr(policy, "bind"):
-            policy.bind(env.model)
-        return policy.predict(rows, deterministic=learner is None)
+        return env.decide(policy, rows, deterministic=learner is None)
 
     def learn(outcomes: list[Outcome]) -> None:
         for o in outcomes:
@@ -185,13 +182,14 @@ def train(path: Path, opts: TrainOptions, out: Path, resume: bool = False, force
     torch.set_num_threads(opts.threads)
     cfg = training_config(load_scenario(path), opts)
     start_fit(cfg)      # a fit for other features is refused before the run folder is touched
-    last = out / "checkpoints" / "last.pt"
+    folder = RunFolder(out, "training")
+    last = folder.checkpoint
     learner: DDPG | None = None
     start_episode = 0
     curve: list[dict[str, float]] = []
-    if resume and not (out / "train.json").is_file():
+    if resume and not folder.options.is_file():
         raise ScenarioError(f"--resume: '{out}' holds no training run (no train.json); start without --resume")
-    finished = read_curve(out / "curve.csv") if resume else []
+    finished = read_curve(folder.curve) if resume else []
     if resume and len(finished) >= opts.episodes:
         raise ScenarioError(f"--resume: '{out}' has finished all {len(finished)} episodes; to train longer, pass "
                             f"--episodes with more than {len(finished)}")
@@ -200,7 +198,7 @@ def train(path: Path, opts: TrainOptions, out: Path, resume: bool = False, force
         raise ScenarioError(f"--resume: '{out}' runs the heuristic '{opts.policy}', which keeps no checkpoint to go "
                             f"on from; run it again with --force")
     if resume and not fresh:
-        saved = json.loads((out / "train.json").read_text(encoding="utf-8"))
+        saved = folder.read_json(folder.options)
         if saved["policy"] != opts.policy or saved["seed"] != opts.seed:
             raise ScenarioError(f"--resume: '{out}' trains {saved['policy']} with seed {saved['seed']}, not "
                                 f"{opts.policy} with seed {opts.seed}; pass the same --policy and --seed")
@@ -209,19 +207,18 @@ def train(path: Path, opts: TrainOptions, out: Path, resume: bool = False, force
         except CheckpointError as exc:
             raise ScenarioError(f"--resume: {exc}") from None
         start_episode = int(extra.get("episode", -1)) + 1
-        curve = [r for r in read_curve(out / "curve.csv") if r["episode"] < start_episode]
-        write_curve(out / "curve.csv", curve)
+        curve = [r for r in read_curve(folder.curve) if r["episode"] < start_episode]
+        write_curve(folder.curve, curve)
     else:
-        prepare_run_dir(out, force or fresh, ("curve.csv", "policy.pt", "learning_curve.png", "checkpoints/last.pt"),
-                        folders=("checkpoints",), go_on="pass --resume to go on training, ")
+        folder.create(force or fresh)
         extra: dict[str, Any] = {}
         if opts.policy in LEARNERS:
             learner = LEARNERS[opts.policy](seed=opts.seed)
-        write_atomic(out / "config.yaml", yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
-        write_atomic(out / "train.json", json.dumps(
-            {**opts.__dict__, "scenario": str(path), "feedback_mode": cfg.feedback.mode,
-             "learned_live_share": cfg.feedback.learned_live_share, "learned_start": cfg.feedback.learned_start,
-             "hyperparameters": learner.config if learner is not None else {}}, indent=1) + "\n")
+        folder.write_config(cfg)
+        folder.write_options({**opts.__dict__, "scenario": str(path), "feedback_mode": cfg.feedback.mode,
+                              "learned_live_share": cfg.feedback.learned_live_share,
+                              "learned_start": cfg.feedback.learned_start,
+                              "hyperparameters": learner.config if learner is not None else {}})
 
     feedback, close_feedback = make_feedback(cfg, opts.seed)
     if "feedback" in extra and isinstance(feedback, LearnedFeedback):
@@ -241,7 +238,7 @@ def train(path: Path, opts: TrainOptions, out: Path, resume: bool = False, force
                 if isinstance(feedback, LearnedFeedback):
                     extra["feedback"] = feedback.state()
                 unsaved, unwritten = learner.to_bytes(extra), row
-            append_curve(out / "curve.csv", row)
+            append_curve(folder.curve, row)
             unwritten = None
             curve.append(row)
             if learner is not None and ((episode + 1) % opts.checkpoint_every == 0 or episode + 1 == opts.episodes):
@@ -252,18 +249,18 @@ def train(path: Path, opts: TrainOptions, out: Path, resume: bool = False, force
     except KeyboardInterrupt:
         if unsaved is not None:
             if unwritten is not None:
-                append_curve(out / "curve.csv", unwritten)
+                append_curve(folder.curve, unwritten)
             write_atomic(last, unsaved)
         raise
     finally:
         close_feedback()
     if learner is not None:
-        learner.save(out / "policy.pt", {"episode": opts.episodes - 1, "scenario": cfg.name}, with_buffer=False)
+        learner.save(folder.policy, {"episode": opts.episodes - 1, "scenario": cfg.name}, with_buffer=False)
     if curve:
         from scenarios.report import plot_learning_curve
 
         plot_learning_curve([{"episode": r["episode"], "reward": r["reward_per_slot"]} for r in curve],
-                            out / "learning_curve.png")
+                            folder / "learning_curve.png")
     return curve
 
 
@@ -320,12 +317,13 @@ def resumed_options(out: Path, given: dict[str, Any], episodes: int | None, file
     Raises:
         ScenarioError: `out` holds no training run, or an option given contradicts the recorded one.
     """
+    folder = RunFolder(out, "training")
     try:
-        saved = json.loads((out / "train.json").read_text(encoding="utf-8"))
+        saved = folder.read_json(folder.options)
     except FileNotFoundError:
         raise ScenarioError(f"--resume: '{out}' holds no training run (no train.json); start without --resume") from None
     except (OSError, ValueError) as exc:
-        raise ScenarioError(f"--resume: cannot read '{out / 'train.json'}' ({exc}); start again with --force") from None
+        raise ScenarioError(f"--resume: cannot read '{folder.options}' ({exc}); start again with --force") from None
     recorded = {k: saved.get(k, default) for k, default in RECORDED.items()}
     for key, value in given.items():
         if value != recorded[key]:
@@ -344,7 +342,7 @@ def _train(args: argparse.Namespace) -> int:
     out = args.out or Path("runs") / f"train-{path.stem}-{given.get('policy', RECORDED['policy'])}-seed{given.get('seed', 0)}"
     if args.resume:
         opts = resumed_options(out, given, args.episodes, path)
-        path = out / "config.yaml"      # the scenario as the run resolved it
+        path = RunFolder(out, "training").config      # the scenario as the run resolved it
     else:
         opts = TrainOptions(episodes=args.episodes or 100, **{**RECORDED, **given})
     try:
@@ -353,7 +351,7 @@ def _train(args: argparse.Namespace) -> int:
     except NonFiniteError as exc:
         raise NonFiniteError(f"{exc}; the last checkpoint in {out / 'checkpoints'} is untouched") from None
     except KeyboardInterrupt:
-        done = len(read_curve(out / "curve.csv"))
+        done = len(read_curve(RunFolder(out, "training").curve))
         print(f"interrupted after episode {done}: the checkpoint of the last finished episode is in "
               f"{out / 'checkpoints'}; go on with: python -m scenarios.train --out {out} --resume", file=sys.stderr)
         return EXIT_INTERRUPTED
