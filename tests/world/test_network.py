@@ -77,7 +77,8 @@ def test_a_live_run_with_real_images_talks_only_to_this_machine(tmp_path: Path, 
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:9")
     monkeypatch.setenv("ALL_PROXY", "http://proxy.invalid:9")
     guard = Guard(monkeypatch)
-    cfg = shipped({"feedback": {"mode": "live", "cache": None, "think_s": [0.5, 1.0]},
+    cfg = shipped({"feedback": {"mode": "live", "cache": None, "think_s": [0.5, 1.0],
+                                "llm": {"model": "qwen2.5-coder-0.5b"}},      # the fast model: about the network
                    "imagegen": {"render": "real"}, "users": {"count": 6, "request_rate_per_s": 0.1}})
     result = run_scenario(cfg, steps=20, out=tmp_path / "r", log=lambda line: None)
     assert result.llm_calls > 0 and result.requests_rated > result.feedback_failed

@@ -130,7 +130,8 @@ def test_a_run_with_feedback_on_ray_equals_the_local_run(ray_local: None, tmp_pa
     for serve in ("local", "ray"):
         cfg = shipped({"users": {"count": 4, "request_rate_per_s": 0.1}, "imagegen": {"render": "profile"},
                        "feedback": {"mode": "live", "serve": serve, "instances": 2, "cache": None,
-                                    "llm": {"prompt_cache": False}}})     # see the test above
+                                    # see the test above; the fast model: this is about where it runs
+                                    "llm": {"prompt_cache": False, "model": "qwen2.5-coder-0.5b"}}})
         run_scenario(cfg, steps=20, seed=7, out=tmp_path / serve, log=lambda line: None)
         with (tmp_path / serve / "requests.csv").open(newline="") as f:
             tables[serve] = [{k: v for k, v in row.items() if "latency" not in k} for row in csv.DictReader(f)]
