@@ -382,7 +382,7 @@ class LiveView:
         """The most recent finished requests, with what each user said, in `width` x `height` characters:
         columns that do not fit are left out (never cut), feedback is wrapped, older rows go first."""
         rows = [request_cells(r) for r in snap.requests]
-        shown = fit_columns(REQUEST_COLUMNS, rows, width - 4, FEEDBACK_MIN)
+        shown = fit_columns(REQUEST_COLUMNS, rows, width - 4, max(FEEDBACK_MIN, width // 3))
 
         def panel(n: int) -> Panel:
             table = Table(expand=True, box=None, padding=(0, 1), header_style="bold")
@@ -471,10 +471,10 @@ REQUEST_COLUMNS = (("user", "left"), ("prompt", "left"), ("cluster", "right"), (
 GPU_COLUMNS = (("server", "left"), ("batches", "right"), ("last batch", "right"), ("util", "right"),
                ("queue", "right"), ("energy", "right"), ("clusters", "right"), ("steps saved", "right"))
 PRIORITY = {  # kept first to last; a column not named is always kept
-    "requests": ("wait", "steps", "prompt", "power", "shared", "cluster"),
+    "requests": ("wait", "steps", "power", "prompt", "shared", "cluster"),
     "gpu": ("energy", "batches", "last batch", "clusters", "steps saved"),
 }
-FEEDBACK_MIN = 24       # characters of the (wrapped) feedback column before other columns are left out
+FEEDBACK_MIN = 24       # least characters of the (wrapped) feedback column, a third of the width when wider
 PROMPT_MIN = 14         # a prompt is shortened with an ellipsis down to this width (it holds no figure)
 SIDE_MIN = 56           # least width of the panels beside the map
 MIN_REQUEST_LINES = 5   # the recent-requests panel's borders, header and two lines
@@ -543,7 +543,8 @@ def request_cells(r: ImageRequest) -> list[str | Text]:
         rating, said = Text("invalid", style="dark_orange"), Text(fb.error, style="dark_orange")
     else:
         rating = Text(f"{fb.rating}/5", style=qoe_style(r.qoe))
-        said = Text(fb.text) if fb.text else Text(f"(no words: {fb.backend})", style="grey62")
+        said = Text(fb.text) if fb.text else Text(f"(no words: rated by the {fb.backend} persona model)",
+                                                   style="grey62")
     return [r.persona, r.prompt, NONE if cluster is None else str(cluster),
             NONE if shared is None else str(shared), own, f"{r.power_w:.2f} W", f"{r.wait_s:.1f} s", rating, said]
 

@@ -295,7 +295,7 @@ class SheetCell:
         if fb is None:
             said, rating = "(silent user)", "-"
         elif fb.valid:
-            said, rating = fb.text, f"{fb.rating}/5"
+            said, rating = fb.text or f"(no words: rated by the {fb.backend} persona model)", f"{fb.rating}/5"
         else:
             said, rating = f"({'failed' if fb.failed else 'invalid'} answer: {fb.error})", "-"
         shared = r.shared_steps

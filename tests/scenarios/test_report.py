@@ -92,3 +92,15 @@ def test_energy_plot_sets_the_budget_against_what_it_covers() -> None:
     assert [t.get_text() for t in phones.get_legend().get_texts()] == ["phones (3,000 J)"]
     assert "0 of 10 slots over budget" in service.get_title()
     assert service.get_ylim()[1] < 300      # the phones' 300 J a slot are not stacked against the budget
+
+
+def test_a_rating_without_words_says_who_gave_it() -> None:
+    from agents.feedback import Feedback
+    from agents.request import ImageRequest
+    from scenarios.live import request_cells
+
+    r = ImageRequest(request_id=1, user_id=1, persona="Ana (+N)", prompt="a red circle", topic="t", issued_s=0.0,
+                     server_steps=5, device_steps=0, power_w=0.5, delivered_s=1.0)
+    r.feedback = Feedback("", 4, 3.8, "", 0.0, "learned", valid=True)    # the learned persona model's answer
+    assert SheetCell.from_request(r).feedback == "Ana (+N): (no words: rated by the learned persona model)"
+    assert str(request_cells(r)[-1]) == "(no words: rated by the learned persona model)"
