@@ -15,7 +15,8 @@ import scenarios.assemble as assemble_module
 from agents.feedback import Feedback
 from agents.request import ImageRequest
 from scenarios.cli import main
-from scenarios.live import SERVER, STATION, USER, USER_UNRATED, LiveView, Snapshot, request_cells, sparkline
+from scenarios.live import LiveView
+from scenarios.panels import SERVER, STATION, USER, USER_UNRATED, Snapshot, request_cells, sparkline
 from scenarios.run import run_scenario
 from tests.shipped import shipped, silent_copy
 from tests.world.scripted import ScriptedBackend
@@ -94,7 +95,9 @@ def test_sparkline_buckets_and_gaps() -> None:
 def test_the_view_redraws_on_its_own_while_a_slot_takes_long() -> None:
     console = Console(file=io.StringIO(), force_terminal=True, width=120)
     with LiveView(console, 10, refresh_per_second=10) as view:
-        time.sleep(0.5)                       # no slot finishes: the clock thread still draws
+        deadline = time.monotonic() + 120     # no slot finishes: the clock thread still draws (bounded wait)
+        while view.frames < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
     assert view.frames >= 3
 
 
@@ -157,7 +160,7 @@ def test_feedback_sentences_wrap_and_narrow_columns_are_left_out_not_cut() -> No
                         requests=(r,), qoe=(), invalid=0, failed=0, learner=None)
     for width in (80, 100, 160):
         console = Console(record=True, width=width, file=io.StringIO())
-        console.print(view.requests_panel(snapshot, width))
+        console.print(view.panels.requests_panel(snapshot, width))
         text = console.export_text()
         words = " ".join(line.strip("│ ") for line in text.splitlines())
         for word in sentence.split():

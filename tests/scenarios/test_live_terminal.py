@@ -91,7 +91,8 @@ def test_the_live_view_fits_the_terminal_and_keeps_one_clock(tmp_path: Path, col
     stream = in_terminal(["run", str(frozen_copy(tmp_path)), "--steps", str(steps), "--out", str(tmp_path / "r")],
                          columns, rows)
     shots = [screen for screen in frames(stream, columns, rows) if " aigcsim " not in screen[0]]  # not starting
-    assert len(shots) >= 2, "the live view drew fewer than two frames of the run"
+    # every frame rich drew of the run is checked: the last always, those before it as the machine's speed gives
+    assert shots, "the live view drew no frame of the run"
     for screen in shots:
         text = "\n".join(screen)
         header = re.match(r"aigcsim city_block .*slot (\d+)/40", screen[0])
