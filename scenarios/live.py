@@ -160,10 +160,17 @@ class LiveView:
         height -= 1                     # the line under the frame holds the cursor
         header, footer = self.header(snap, lay, width), self.footer(snap)
         room = height - 1 - self.panels.lines(footer, width)
-        tops = [(top, 0 if top is None else self.panels.lines(top, width)) for top in self._tops(snap, lay, width)]
         # the richest top that leaves the recent requests a few rows, else the richest that leaves them any
-        top, lines = next((t for t in tops if room - t[1] >= WANT_REQUEST_LINES),
-                          next(t for t in tops if room - t[1] >= MIN_REQUEST_LINES or t[0] is None))
+        # (measured one by one, richest first: a large terminal takes the first)
+        chosen: tuple[RenderableType | None, int] | None = None
+        for top in self._tops(snap, lay, width):
+            lines = 0 if top is None else self.panels.lines(top, width)
+            if room - lines >= WANT_REQUEST_LINES:
+                chosen = (top, lines)
+                break
+            if chosen is None and (room - lines >= MIN_REQUEST_LINES or top is None):
+                chosen = (top, lines)
+        top, lines = chosen
         room -= lines
         parts = [header, *([] if top is None else [top])]
         if room >= MIN_REQUEST_LINES - 1:

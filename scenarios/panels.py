@@ -207,10 +207,13 @@ class Panels:
             return Panel(table, title="Recent requests", subtitle="steps: GPU+phone", subtitle_align="right",
                          border_style="blue")
 
-        n = len(rows)
-        while n > 1 and self.lines(panel(n), width) > height:
-            n -= 1
-        return panel(n)
+        if len(rows) <= 1 or self.lines(panel(len(rows)), width) <= height:
+            return panel(len(rows))
+        low, high = 1, len(rows) - 1        # the most rows that fit, by bisection (each try renders the panel)
+        while low < high:
+            mid = (low + high + 1) // 2
+            low, high = (mid, high) if self.lines(panel(mid), width) <= height else (low, mid - 1)
+        return panel(low)
 
     def gpu_panel(self, snap: Snapshot, width: int = 1_000) -> Panel:
         rows = [[s.name, f"{s.batches}", f"{s.last_batch or NONE}", _pct(s.utilisation), f"{s.queue}",
