@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rich.cells import cell_len
 from rich.console import Console, Group, RenderableType
 from rich.panel import Panel
 from rich.table import Table
@@ -189,21 +190,21 @@ class Panels:
         """The most recent finished requests, with what each user said, in `width` x `height` characters:
         columns that do not fit are left out (never cut), feedback is wrapped, older rows go first."""
         rows = [request_cells(r) for r in snap.requests]
-        shown = fit_columns(REQUEST_COLUMNS, rows, width - 4, max(FEEDBACK_MIN, width // 3))
+        shown = fit_columns(REQUEST_COLUMNS, rows, width - 4, REQUEST_PRIORITY, max(FEEDBACK_MIN, width // 3))
 
         def panel(n: int) -> Panel:
             table = Table(expand=True, box=None, padding=(0, 1), header_style="bold")
-            for name, justify, w in shown:
+            for _, name, justify, w in shown:
                 if name == "feedback":
                     table.add_column(name, ratio=1, overflow="fold")
                 else:
                     table.add_column(name, justify=justify, width=w, no_wrap=True,
                                      overflow="ellipsis" if name == "prompt" else "fold")
-            keep = [k for k, (name, _) in enumerate(REQUEST_COLUMNS) if any(name == c[0] for c in shown)]
             for cells in rows[:n]:
-                table.add_row(*(cells[k] for k in keep))
-            if not rows:
-                table.add_row(*[Text("no finished request yet", style="grey62") if k == 0 else "" for k in keep])
+                table.add_row(*(cells[k] for k, *_ in shown))
+            if not rows:        # the wide, wrapping feedback column says so
+                table.add_row(*[Text("no finished request yet", style="grey62") if name == "feedback" else ""
+                                for _, name, *_ in shown])
             return Panel(table, title="Recent requests", subtitle="steps: GPU+phone", subtitle_align="right",
                          border_style="blue")
 
@@ -219,13 +220,12 @@ class Panels:
         rows = [[s.name, f"{s.batches}", f"{s.last_batch or NONE}", _pct(s.utilisation), f"{s.queue}",
                  f"{s.energy_j / 1e3:,.1f} kJ", NONE if s.clusters_formed is None else f"{s.clusters_formed}",
                  NONE if s.shared_steps_saved is None else f"{s.shared_steps_saved}"] for s in snap.servers]
-        shown = fit_columns(GPU_COLUMNS, rows, width - 4)
+        shown = fit_columns(GPU_COLUMNS, rows, width - 4, GPU_PRIORITY)
         table = Table(box=None, padding=(0, 1), header_style="bold", expand=True)
-        for name, justify, w in shown:
+        for _, name, justify, w in shown:
             table.add_column(name, justify=justify, no_wrap=True, min_width=w)
-        keep = [k for k, (name, _) in enumerate(GPU_COLUMNS) if any(name == c[0] for c in shown)]
         for row in rows:
-            table.add_row(*(row[k] for k in keep))
+            table.add_row(*(row[k] for k, *_ in shown))
         parts: list[RenderableType] = [table]
         if all(s.clusters_formed is None for s in snap.servers):
             parts.append(Text("prompt clusters and shared steps: none (imagegen.share is off)",
@@ -282,10 +282,9 @@ REQUEST_COLUMNS = (("user", "left"), ("prompt", "left"), ("cluster", "right"), (
                    ("feedback", "left"))
 GPU_COLUMNS = (("server", "left"), ("batches", "right"), ("last batch", "right"), ("util", "right"),
                ("queue", "right"), ("energy", "right"), ("clusters", "right"), ("steps saved", "right"))
-PRIORITY = {  # kept first to last; a column not named is always kept
-    "requests": ("wait", "steps", "power", "prompt", "shared", "cluster"),
-    "gpu": ("energy", "batches", "last batch", "clusters", "steps saved"),
-}
+# columns that may be left out, kept first to last; a column not named is always kept
+REQUEST_PRIORITY = ("wait", "steps", "power", "prompt", "shared", "cluster")
+GPU_PRIORITY = ("energy", "batches", "last batch", "clusters", "steps saved")
 FEEDBACK_MIN = 24       # least characters of the (wrapped) feedback column, a third of the width when wider
 PROMPT_MIN = 14         # a prompt is shortened with an ellipsis down to this width (it holds no figure)
 SIDE_MIN = 56           # least width of the panels beside the map
@@ -294,20 +293,19 @@ WANT_REQUEST_LINES = 11  # ... and room for about four requests, when the termin
 
 
 def fit_columns(columns: Sequence[tuple[str, str]], rows: Sequence[Sequence[str | Text]], width: int,
-                flexible: int = 0) -> list[tuple[str, str, int]]:
+                priority: Sequence[str], flexible: int = 0) -> list[tuple[int, str, str, int]]:
     """The columns that fit in `width` characters, each as wide as its widest cell, so no figure is cut.
 
-    Columns are left out in the reverse order of `PRIORITY` (the table's kind is told by its first
-    column); `feedback` (when present) takes what is left, at least `flexible` characters.
-    Returns (name, justify, width) in the columns' order.
+    Columns named in `priority` are kept in that order while they fit; the others always are;
+    `feedback` (when present) takes what is left, at least `flexible` characters.
+    Returns (index, name, justify, width) in the columns' order.
     """
     def need(k: int, name: str) -> int:
-        w = max([len(name), *(Text(str(r[k]) if not isinstance(r[k], Text) else r[k].plain).cell_len
-                               for r in rows)])
+        w = max([len(name), *(cell_len(r[k].plain if isinstance(r[k], Text) else r[k]) for r in rows)])
         return min(w, 28) if name == "prompt" else w
 
     widths = {name: need(k, name) for k, (name, _) in enumerate(columns) if name != "feedback"}
-    order = PRIORITY["requests" if columns[0][0] == "user" else "gpu"]
+    order = [name for name in priority if name in widths]
     kept = [name for name, _ in columns if name not in order]
 
     def total(names: list[str]) -> int:
@@ -319,7 +317,8 @@ def fit_columns(columns: Sequence[tuple[str, str]], rows: Sequence[Sequence[str 
         elif name == "prompt" and total(kept) + PROMPT_MIN + 2 <= width:
             widths[name] = width - total(kept) - 2
             kept.append(name)
-    return [(name, justify, widths.get(name, flexible)) for name, justify in columns if name in kept]
+    return [(k, name, justify, widths.get(name, flexible)) for k, (name, justify) in enumerate(columns)
+            if name in kept]
 
 
 def request_cells(r: ImageRequest) -> list[str | Text]:

@@ -84,9 +84,6 @@ class RunFolder:
     def __truediv__(self, name: str) -> Path:
         return self.path / name
 
-    def __str__(self) -> str:
-        return str(self.path)
-
     def refuse_occupied(self, force: bool) -> None:
         """Refuse a path that is a file, or a folder that holds files and is not to be replaced."""
         out = self.path
@@ -135,7 +132,3 @@ class RunFolder:
     def write_options(self, options: Mapping[str, Any]) -> None:
         """What a training was started with (train.json): what --resume goes on with."""
         write_atomic(self.options, json.dumps(dict(options), indent=1) + "\n")
-
-    def table(self, path: Path) -> list[dict[str, str]]:
-        """A table's whole rows (`read_table`)."""
-        return read_table(path)

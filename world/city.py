@@ -84,9 +84,9 @@ class CityBlock(mesa.Model):
             raise ValueError(f"got {len(engines)} compute engines for {len(cfg.gpu_servers)} GPU servers")
         self.gpu_servers = [GpuServer(self, s.name, s.position_m, engine, s.max_batch)
                             for s, engine in zip(cfg.gpu_servers, engines)]
-        # the phones run the same image model as the servers (here, on the simulation host) when it really draws
-        drawing = [e for e in engines if isinstance(e, CooperativeRender) and e.cfg.render == "real"]
-        self._phone_render = drawing[0].render_on_phone if drawing else None
+        # the phones run the same image model as the servers (here, on the simulation host); the engine draws
+        # them only when it really renders
+        self._phone_render = next((e.render_on_phone for e in engines if isinstance(e, CooperativeRender)), None)
         self.users = self._populate()
         self.user_list: list[MobileUser] = sorted(self.users, key=lambda u: u.index)
         self.users_by_id = {u.unique_id: u for u in self.user_list}

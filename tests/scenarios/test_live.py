@@ -169,3 +169,13 @@ def test_feedback_sentences_wrap_and_narrow_columns_are_left_out_not_cut() -> No
         assert not re.search(r"[0-9.,/+]\u2026", text), text
         if width >= 160:
             assert "18+22" in text and "0.75 W" in text and "12.5 s" in text
+
+
+def test_an_empty_table_says_no_request_finished_yet_in_one_piece() -> None:
+    view = LiveView(Console(file=io.StringIO()), 10)
+    empty = Snapshot(slot=1, time_s=1.0, wall_s=1.0, slots_per_s=1.0, users=(), servers=(), metrics={},
+                     requests=(), qoe=(), invalid=0, failed=0, learner=None)
+    for width in (80, 160):
+        console = Console(record=True, width=width, file=io.StringIO())
+        console.print(view.panels.requests_panel(empty, width))
+        assert "no finished request yet" in console.export_text()
