@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import queue
 import sqlite3
 import threading
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from agents.feedback import Delivery, Feedback, FeedbackBackend, FeedbackStats, feedback_messages
@@ -72,8 +71,29 @@ class FeedbackCache:
             self._db.close()
 
 
+# What reading a persona's instructions and examples costs, in answers whose prefix a model instance already
+# holds: with the 1.5B on one thread, a persona's first answer took 26-34 s (575-745 prompt tokens), its next
+# 6-7 s (30 new tokens, the rest from llama.cpp's prompt cache), so the prefix costs about 3.5 answers.
+PREFIX_COST = 3
+
+
+@dataclass
+class _Lane:
+    """One model instance, its own thread, and what it has read."""
+
+    backend: FeedbackBackend
+    executor: ThreadPoolExecutor
+    queued: int = 0                                     # work waiting or running, in answers (see PREFIX_COST)
+    read: set[Persona] = field(default_factory=set)     # personas whose instructions its prompt cache holds
+
+
 class FeedbackPool:
     """Answers from a response cache, else from one of several model instances, concurrently.
+
+    Each instance answers one call at a time. A call goes to the instance expected to finish it first:
+    the work queued there plus, where that instance has not read the persona's instructions yet
+    (its prompt cache does not hold them), the cost of reading them. So a persona keeps to the
+    instance that knows it unless that one is PREFIX_COST answers busier than another.
 
     Args:
         backends: one per model instance; each serves one call at a time.
@@ -90,10 +110,8 @@ class FeedbackPool:
         self.sampling = sampling
         self.cache = cache
         self.stats = FeedbackStats()
-        self._idle: queue.Queue[FeedbackBackend] = queue.Queue()
-        for b in backends:
-            self._idle.put(b)
-        self._executor = ThreadPoolExecutor(max_workers=len(backends), thread_name_prefix="feedback")
+        self._lanes = [_Lane(b, ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"feedback-{k}"))
+                       for k, b in enumerate(backends)]
         self._in_flight: dict[str, Future[Feedback]] = {}
         self._lock = threading.Lock()
         self.agreement: dict[str, float] = {}     # a pool asks the LLM every time: nothing learned to score
@@ -112,7 +130,13 @@ class FeedbackPool:
                 done: Future[Feedback] = Future()
                 done.set_result(stored)
                 return done
-            future = self._executor.submit(self._ask, key, persona, delivery)
+            # ties go to the instance that knows fewer personas, so that personas spread over the instances
+            lane = min(self._lanes, key=lambda ln: (ln.queued + (0 if persona in ln.read else PREFIX_COST),
+                                                    len(ln.read)))
+            work = 1 + (0 if persona in lane.read else PREFIX_COST)
+            lane.queued += work
+            lane.read.add(persona)
+            future = lane.executor.submit(self._ask, lane, work, key, persona, delivery)
             self._in_flight[key] = future
             return future
 
@@ -122,8 +146,8 @@ class FeedbackPool:
     def refresh(self) -> None:
         """Nothing to refit (see LearnedFeedback)."""
 
-    def _ask(self, key: str, persona: Persona, delivery: Delivery) -> Feedback:
-        backend = self._idle.get()
+    def _ask(self, lane: _Lane, work: int, key: str, persona: Persona, delivery: Delivery) -> Feedback:
+        backend = lane.backend
         try:
             feedback = backend.give_feedback(persona, delivery)
         except Exception as exc:
@@ -134,7 +158,8 @@ class FeedbackPool:
             raise FeedbackBackendError(f"the feedback backend {backend.name!r} raised {type(exc).__name__}: "
                                        f"{exc}") from exc
         finally:
-            self._idle.put(backend)
+            with self._lock:
+                lane.queued -= work
         with self._lock:
             self.stats.calls += 1
             self.stats.latencies_s.append(feedback.latency_s)
@@ -147,6 +172,7 @@ class FeedbackPool:
 
     def close(self) -> None:
         """Wait for running calls, then release the threads and the cache."""
-        self._executor.shutdown(wait=True, cancel_futures=True)
+        for lane in self._lanes:
+            lane.executor.shutdown(wait=True, cancel_futures=True)
         if self.cache:
             self.cache.close()

@@ -22,6 +22,7 @@ class ScriptedBackend:
     def __init__(self, delay_s: float = 0.0, garbage: bool = False, down: bool = False,
                  meet: threading.Barrier | None = None) -> None:
         self.calls = 0
+        self.asked: list[str] = []      # the personas' names, in the order they were asked
         self.meet = meet        # every call waits here for the other parties' calls (a test of concurrency)
         self.delay_s = delay_s
         self.garbage = garbage
@@ -33,6 +34,7 @@ class ScriptedBackend:
     def give_feedback(self, persona: Persona, delivery: Delivery) -> Feedback:
         with self._lock:
             self.calls += 1
+            self.asked.append(persona.name)
             self.active += 1
             self.peak_active = max(self.peak_active, self.active)
         if self.meet is not None:

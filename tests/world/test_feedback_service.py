@@ -79,6 +79,18 @@ def test_instances_answer_concurrently() -> None:
     pool.close()
 
 
+def test_a_persona_keeps_to_the_instance_that_has_read_its_instructions() -> None:
+    """One answer at a time, so both instances are always idle: the persona's own instance answers (its prompt
+    cache holds the persona's instructions and examples), and a new persona goes to the other one."""
+    backends = [ScriptedBackend() for _ in range(2)]
+    pool = FeedbackPool(backends, "scripted", {}, None)
+    for k, persona in enumerate([ANA, ANA, BEN, ANA, BEN, BEN, ANA]):
+        assert pool.submit(persona, delivery(sharpness=k / 10)).result().valid
+    assert sorted(sorted(set(b.asked)) for b in backends) == [["Ana"], ["Ben"]]
+    assert sum(b.calls for b in backends) == 7
+    pool.close()
+
+
 def test_identical_questions_in_flight_are_asked_once() -> None:
     backend = ScriptedBackend(delay_s=0.1)
     pool = FeedbackPool([backend], "scripted", {}, None)
