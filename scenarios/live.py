@@ -29,11 +29,10 @@ from typing import TYPE_CHECKING
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.panel import Panel
-from rich.table import Table
 from rich.text import Text
 
-from scenarios.panels import (MIN_REQUEST_LINES, SIDE_MIN, WANT_REQUEST_LINES, Panels, ServerState, Snapshot,
-                              ViewLayout)
+from scenarios.panels import (MIN_REQUEST_LINES, SIDE_MIN, WANT_REQUEST_LINES, Drawn, Panels, ServerState,
+                              Snapshot, ViewLayout)
 
 if TYPE_CHECKING:
     from agents.request import ImageRequest
@@ -158,21 +157,22 @@ class LiveView:
             return Panel(Text(self.message), title="aigcsim", border_style="blue")
         width, height = self.console.size
         height -= 1                     # the line under the frame holds the cursor
-        header, footer = self.header(snap, lay, width), self.footer(snap)
-        room = height - 1 - self.panels.lines(footer, width)
+        header, footer = self.header(snap, lay, width), self.panels.draw(self.footer(snap), width)
+        room = height - 1 - footer.height
         # the richest top that leaves the recent requests a few rows, else the richest that leaves them any
-        # (measured one by one, richest first: a large terminal takes the first)
-        chosen: tuple[RenderableType | None, int] | None = None
+        # (drawn one by one, richest first: a large terminal takes the first)
+        chosen: Drawn | None = None
         for top in self._tops(snap, lay, width):
-            lines = 0 if top is None else self.panels.lines(top, width)
+            lines = 0 if top is None else top.height
             if room - lines >= WANT_REQUEST_LINES:
-                chosen = (top, lines)
+                chosen = top
                 break
             if chosen is None and (room - lines >= MIN_REQUEST_LINES or top is None):
-                chosen = (top, lines)
-        top, lines = chosen
-        room -= lines
-        parts = [header, *([] if top is None else [top])]
+                chosen = top
+        parts: list[RenderableType] = [header]
+        if chosen is not None:
+            parts.append(chosen)
+            room -= chosen.height
         if room >= MIN_REQUEST_LINES - 1:
             parts.append(self.panels.requests_panel(snap, width, room))
         return Group(*parts, footer)
@@ -186,29 +186,25 @@ class LiveView:
     def console(self, console: Console) -> None:
         self.panels.console = console
 
-    def _tops(self, snap: Snapshot, lay: ViewLayout, width: int) -> Iterator[RenderableType | None]:
-        """What goes above the recent requests, richest first; the first that leaves them room is drawn."""
+    def _tops(self, snap: Snapshot, lay: ViewLayout, width: int) -> Iterator[Drawn | None]:
+        """What goes above the recent requests, richest first, each drawn once (the panels it shares with a
+        richer one too); the first that leaves the requests room is shown."""
+        draw = self.panels.draw
         across = self.panels._across(lay)
         map_w = lay.columns * across + 1 + 4
         side_w = width - map_w - 1
         if side_w >= SIDE_MIN:
-            side = Group(self.panels.gpu_panel(snap, side_w), self.panels.learner_panel(snap, lay, side_w),
-                         self.panels.llm_panel(snap, lay))
+            side = Drawn.stack(draw(self.panels.gpu_panel(snap, side_w), side_w),
+                               draw(self.panels.learner_panel(snap, lay, side_w), side_w),
+                               draw(self.panels.llm_panel(snap, lay), side_w))
             for down in range(max(2, across // 2), 1, -1):
-                top = Table.grid(padding=(0, 0, 0, 1))
-                top.add_column(width=map_w)
-                top.add_column(width=side_w)
-                top.add_row(self.panels.map_panel(snap, lay, across, down), side)
-                yield top
-        gpu = self.panels.gpu_panel(snap, width)
+                yield draw(self.panels.map_panel(snap, lay, across, down), map_w).beside(side)
+        gpu = draw(self.panels.gpu_panel(snap, width), width)
         half = (width - 1) // 2
         if half >= SIDE_MIN // 2:
-            pair = Table.grid(padding=(0, 0, 0, 1))
-            pair.add_column(width=width - half - 1)
-            pair.add_column(width=half)
-            pair.add_row(self.panels.learner_panel(snap, lay, width - half - 1), self.panels.llm_panel(snap, lay))
-            yield Group(gpu, pair)
-        yield Group(gpu, self.panels.learner_panel(snap, lay, width))
+            learner = draw(self.panels.learner_panel(snap, lay, width - half - 1), width - half - 1)
+            yield Drawn.stack(gpu, learner.beside(draw(self.panels.llm_panel(snap, lay), half)))
+        yield Drawn.stack(gpu, draw(self.panels.learner_panel(snap, lay, width), width))
         yield gpu
         yield None
 

@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.cells import cell_len
-from rich.console import Console, Group, RenderableType
+from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
 from rich.panel import Panel
+from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
 
@@ -105,6 +106,42 @@ class ViewLayout:
     servers: list[tuple[str, tuple[float, float]]] = field(default_factory=list)
 
 
+class Drawn:
+    """Lines rich has drawn, shown as they are: the view lays out by drawing each part once, and shows what
+    it measured (drawing a part to count its lines and again to show it doubled the view's cost).
+
+    Args:
+        lines: the lines, each padded to `width` cells.
+        width: cells across.
+    """
+
+    def __init__(self, lines: list[list[Segment]], width: int) -> None:
+        self.lines = lines
+        self.width = width
+
+    @property
+    def height(self) -> int:
+        return len(self.lines)
+
+    def beside(self, right: Drawn, gap: int = 1) -> Drawn:
+        """This and `right` side by side, `gap` blanks apart; the shorter is filled with blank lines."""
+        blank_left, blank_right = [Segment(" " * self.width)], [Segment(" " * right.width)]
+        lines = [[*(self.lines[k] if k < self.height else blank_left), Segment(" " * gap),
+                  *(right.lines[k] if k < right.height else blank_right)]
+                 for k in range(max(self.height, right.height))]
+        return Drawn(lines, self.width + gap + right.width)
+
+    @staticmethod
+    def stack(*parts: Drawn) -> Drawn:
+        """The parts one under the other."""
+        return Drawn([line for part in parts for line in part.lines], max(part.width for part in parts))
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        for line in self.lines:
+            yield from line
+            yield Segment.line()
+
+
 class Panels:
     """Draws the panels for one console (which measures how many lines a panel takes).
 
@@ -118,10 +155,10 @@ class Panels:
         self.map_width = map_width
         self._base: dict[tuple[int, int], list[list[tuple[str, str]]]] = {}
 
-    def lines(self, renderable: RenderableType, width: int) -> int:
-        """Terminal lines `renderable` takes at `width`."""
-        return len(self.console.render_lines(renderable, self.console.options.update(width=width, height=None),
-                                             pad=False, new_lines=False))
+    def draw(self, renderable: RenderableType, width: int) -> Drawn:
+        """`renderable` drawn `width` characters wide: its lines, counted and kept to be shown as they are."""
+        return Drawn(self.console.render_lines(renderable, self.console.options.update(width=width, height=None)),
+                     width)
 
     def _across(self, lay: ViewLayout) -> int:
         """Characters per block across the map."""
@@ -192,29 +229,28 @@ class Panels:
         rows = [request_cells(r) for r in snap.requests]
         shown = fit_columns(REQUEST_COLUMNS, rows, width - 4, REQUEST_PRIORITY, max(FEEDBACK_MIN, width // 3))
 
-        def panel(n: int) -> Panel:
-            table = Table(expand=True, box=None, padding=(0, 1), header_style="bold")
-            for _, name, justify, w in shown:
-                if name == "feedback":
-                    table.add_column(name, ratio=1, overflow="fold")
-                else:
-                    table.add_column(name, justify=justify, width=w, no_wrap=True,
-                                     overflow="ellipsis" if name == "prompt" else "fold")
-            for cells in rows[:n]:
-                table.add_row(*(cells[k] for k, *_ in shown))
-            if not rows:        # the wide, wrapping feedback column says so
-                table.add_row(*[Text("no finished request yet", style="grey62") if name == "feedback" else ""
-                                for _, name, *_ in shown])
-            return Panel(table, title="Recent requests", subtitle="steps: GPU+phone", subtitle_align="right",
-                         border_style="blue")
-
-        if len(rows) <= 1 or self.lines(panel(len(rows)), width) <= height:
-            return panel(len(rows))
-        low, high = 1, len(rows) - 1        # the most rows that fit, by bisection (each try renders the panel)
-        while low < high:
-            mid = (low + high + 1) // 2
-            low, high = (mid, high) if self.lines(panel(mid), width) <= height else (low, mid - 1)
-        return panel(low)
+        table = Table(expand=True, box=None, padding=(0, 1), header_style="bold")
+        for _, name, justify, w in shown:
+            if name == "feedback":
+                table.add_column(name, ratio=1, overflow="fold")
+            else:
+                table.add_column(name, justify=justify, width=w, no_wrap=True,
+                                 overflow="ellipsis" if name == "prompt" else "fold")
+        # every column but feedback is as wide as its widest cell and stays on one line (fit_columns), so a
+        # row is as tall as its feedback wrapped in what the others leave (each column is padded 1 + 1)
+        feedback_w = width - 4 - sum(w + 2 for _, name, _, w in shown if name != "feedback") - 2
+        room = height - 3                  # the panel's borders and the table's header
+        for cells in rows:
+            said = cells[-1] if isinstance(cells[-1], Text) else Text(cells[-1])
+            room -= len(said.wrap(self.console, feedback_w, overflow="fold"))
+            if room < 0 and table.row_count:
+                break
+            table.add_row(*(cells[k] for k, *_ in shown))
+        if not rows:        # the wide, wrapping feedback column says so
+            table.add_row(*[Text("no finished request yet", style="grey62") if name == "feedback" else ""
+                            for _, name, *_ in shown])
+        return Panel(table, title="Recent requests", subtitle="steps: GPU+phone", subtitle_align="right",
+                     border_style="blue")
 
     def gpu_panel(self, snap: Snapshot, width: int = 1_000) -> Panel:
         rows = [[s.name, f"{s.batches}", f"{s.last_batch or NONE}", _pct(s.utilisation), f"{s.queue}",

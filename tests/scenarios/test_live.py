@@ -179,3 +179,31 @@ def test_an_empty_table_says_no_request_finished_yet_in_one_piece() -> None:
         console = Console(record=True, width=width, file=io.StringIO())
         console.print(view.panels.requests_panel(empty, width))
         assert "no finished request yet" in console.export_text()
+
+
+def test_recent_requests_show_as_many_rows_as_fit_and_never_more() -> None:
+    sentences = ["Fine.", "The circle is there but the dots are smeared and I waited far longer than I hoped.",
+                 "Sharp, quick, exactly the field of blue I asked for; I would use this again tomorrow morning.",
+                 "Too slow.", "Blurred edges everywhere, the colours bleed into each other and nothing is crisp."]
+    requests = []
+    for k in range(12):
+        r = ImageRequest(request_id=k, user_id=k, persona=f"U{k:02d}", prompt="a red circle on a dotted blue field",
+                         topic="t", issued_s=0.0, server_steps=18, device_steps=22, power_w=0.75, delivered_s=12.5)
+        r.feedback = Feedback(sentences[k % len(sentences)], 1 + k % 5, None, "{}", 0.1, "x", valid=True)
+        requests.append(r)
+    view = LiveView(Console(file=io.StringIO()), 10)
+
+    def drawn(n: int, width: int, height: int) -> list[str]:
+        snap = Snapshot(slot=1, time_s=1.0, wall_s=1.0, slots_per_s=1.0, users=(), servers=(), metrics={},
+                        requests=tuple(requests[:n]), qoe=(), invalid=0, failed=0, learner=None)
+        console = Console(record=True, width=width, file=io.StringIO())
+        console.print(view.panels.requests_panel(snap, width, height))
+        return console.export_text().splitlines()
+
+    for width in (80, 100, 120, 160):
+        for height in range(5, 30, 3):
+            lines = drawn(len(requests), width, height)
+            shown = sum(f"U{k:02d}" in "".join(lines) for k in range(len(requests)))
+            assert shown >= 1 and len(lines) <= max(height, len(drawn(1, width, 1_000))), (width, height, lines)
+            if shown < len(requests):       # one row more would not have fitted
+                assert len(drawn(shown + 1, width, 1_000)) > height, (width, height, shown)
