@@ -23,11 +23,22 @@ wait, so that the wait sentence is read from the wait and not copied from the lo
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
 TRAITS = ("openness", "conscientiousness", "extraversion", "agreeableness", "neuroticism")
 
 HIGH, LOW = 0.65, 0.35     # trait levels above / below these are described; between them, nothing
+
+# a persona's type: its most pronounced trait and which way (see TRAIT_BEHAVIOUR)
+TYPE_NAMES = {
+    ("openness", True): "curious (+O)", ("openness", False): "conventional (-O)",
+    ("conscientiousness", True): "meticulous (+C)", ("conscientiousness", False): "easy-going (-C)",
+    ("extraversion", True): "expressive (+E)", ("extraversion", False): "reserved (-E)",
+    ("agreeableness", True): "lenient (+A)", ("agreeableness", False): "critical (-A)",
+    ("neuroticism", True): "anxious (+N)", ("neuroticism", False): "calm (-N)",
+}
+AVERAGE = "average"
 
 # How a picture looks and how long it took, in the words the persona is told (worst to best, shortest to longest).
 LOOKS = ("a smeared, noisy mess", "blurry and grainy", "clean but a bit grainy", "sharp", "flawless and razor-sharp")
@@ -237,3 +248,11 @@ class Persona:
         marks = [f"{'+' if getattr(self.traits, t) >= HIGH else '-'}{t[0].upper()}"
                  for t in TRAITS if not LOW < getattr(self.traits, t) < HIGH]
         return f"{self.name} ({' '.join(marks) or 'average'})"
+
+
+def persona_type(traits: Mapping[str, float], margin: float = 0.15) -> str:
+    """The persona's most pronounced trait and its direction; 'average' when none is `margin` from 0.5."""
+    trait = max(TRAITS, key=lambda t: abs(traits[t] - 0.5))
+    if abs(traits[trait] - 0.5) < margin:
+        return AVERAGE
+    return TYPE_NAMES[(trait, traits[trait] > 0.5)]

@@ -39,7 +39,7 @@ POLICIES = ("gddpg", "ddpg", "sb3-td3", "sb3-sac", "greedy", "fixed", "random", 
 
 def one_run(args: tuple[str, str, int, int, str]) -> tuple[str, int, list[dict[str, float]], float]:
     scenario, policy, seed, episodes, out = args
-    from scenarios.cli import scenario_path
+    from scenarios.commands import scenario_path
     from scenarios.train import TrainOptions, train
 
     started = time.perf_counter()

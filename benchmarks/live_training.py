@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 
 import yaml  # noqa: E402
 
-from scenarios.cli import scenario_path  # noqa: E402  # the repository root is on the path from here
+from scenarios.commands import scenario_path  # noqa: E402  # the repository root is on the path from here
 from scenarios.loader import load_scenario  # noqa: E402
 from scenarios.train import TrainOptions, train  # noqa: E402
 

@@ -23,7 +23,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from scenarios.cli import scenario_path  # noqa: E402  # the repository root is on the path from here
+from scenarios.commands import scenario_path  # noqa: E402  # the repository root is on the path from here
 from scenarios.loader import load_scenario  # noqa: E402
 
 GROUPS = (("neuroticism", "anxious", "calm"), ("conscientiousness", "meticulous", "easy-going"))

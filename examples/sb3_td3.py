@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from policies.env import EVALUATION_SEED, episode_seed  # noqa: E402  # the repository root is on the path from here
 from policies.library import RequestView  # noqa: E402
 from policies.sb3 import SB3Learner  # noqa: E402
-from scenarios.cli import scenario_path  # noqa: E402
+from scenarios.commands import scenario_path  # noqa: E402
 from scenarios.train import training_env  # noqa: E402
 
 parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

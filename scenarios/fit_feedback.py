@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from policies.heuristics import RandomPolicy
-from scenarios.cli import Parser, positive_int, seed_int, add_debug_option, guarded, scenario_path
+from scenarios.commands import Parser, add_debug_option, guarded, positive_int, scenario_path, seed_int
 from scenarios.loader import ScenarioError, load_scenario
 from scenarios.assemble import make_feedback
 from world.city import CityBlock

@@ -37,11 +37,12 @@ import numpy as np
 import yaml
 
 from scenarios.loader import ScenarioError, load_scenario, parse_value
-from scenarios.report import (SheetSampler, ci95, new_figure, num, rated_qoe, read_table, save_figure, waits_s,
-                              write_report)
+from scenarios.plots import new_figure, save_figure, waits_s
+from scenarios.report import ci95, rated_qoe, write_report
+from scenarios.sheet import SheetSampler
 from scenarios.assemble import with_options, with_seed_and_slots
 from scenarios.run import run_scenario
-from scenarios.tables import RunFolder, csv_text
+from scenarios.tables import RunFolder, csv_text, num, read_table
 from world.config import MAX_SEED, POLICIES, ScenarioConfig
 from world.files import write_atomic
 from world.ray_feedback import ensure_ray

@@ -10,6 +10,7 @@ off by a crash being no row.
 from __future__ import annotations
 
 import csv
+import math
 import io
 import json
 from collections.abc import Iterable, Mapping, Sequence
@@ -132,3 +133,11 @@ class RunFolder:
     def write_options(self, options: Mapping[str, Any]) -> None:
         """What a training was started with (train.json): what --resume goes on with."""
         write_atomic(self.options, json.dumps(dict(options), indent=1) + "\n")
+
+
+def num(value: str | None) -> float:
+    """A CSV cell as a float; NaN when empty or not a number."""
+    try:
+        return float(value) if value not in (None, "", "None") else math.nan
+    except ValueError:
+        return math.nan

@@ -41,7 +41,7 @@ import torch
 from policies.ddpg import DDPG, CheckpointError, NonFiniteError
 from agents.base_station import ACTION_FEATURES
 from policies.env import AllocationEnv, Outcome, episode_seed, run_episode as run_episode_of
-from scenarios.cli import Parser, EXIT_INTERRUPTED, positive_int, seed_int, add_debug_option, guarded, scenario_path
+from scenarios.commands import EXIT_INTERRUPTED, Parser, add_debug_option, guarded, positive_int, scenario_path, seed_int
 from scenarios.loader import ScenarioError, load_scenario
 from scenarios.assemble import LEARNERS, make_feedback, make_policy, start_fit
 from scenarios.tables import RunFolder, csv_text, read_table
@@ -257,7 +257,7 @@ def train(path: Path, opts: TrainOptions, out: Path, resume: bool = False, force
     if learner is not None:
         learner.save(folder.policy, {"episode": opts.episodes - 1, "scenario": cfg.name}, with_buffer=False)
     if curve:
-        from scenarios.report import plot_learning_curve
+        from scenarios.plots import plot_learning_curve
 
         plot_learning_curve([{"episode": r["episode"], "reward": r["reward_per_slot"]} for r in curve],
                             folder / "learning_curve.png")

@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agents.persona import TRAITS
-from scenarios.report import (
-    PLACEHOLDER, SheetCell, energy_figure, image_sheet, latency_parts, persona_type, plot_learning_curve, read_table,
-    summary_lines, write_report,
-)
+from agents.persona import TRAITS, persona_type
+from scenarios.plots import energy_figure, latency_parts, plot_learning_curve
+from scenarios.report import summary_lines, write_report
+from scenarios.sheet import PLACEHOLDER, SheetCell, image_sheet
+from scenarios.tables import read_table
 from scenarios.run import run_scenario
 from tests.shipped import shipped
 from world.config import ScenarioConfig

@@ -88,7 +88,7 @@ def test_real_rendering_draws_and_judges_images_finished_on_the_phone(tmp_path, 
     # every step on the phone: the GPU runs nothing, yet every delivered image is drawn by the model, judged,
     # rated by its persona and shown on the image sheet (no placeholder tile)
     import scenarios.run as run_module
-    from scenarios.report import SheetSampler
+    from scenarios.sheet import SheetSampler
 
     monkeypatch.setattr(run_module, "make_policy", lambda *args: FixedPolicy(steps=1.0, server_share=0.0))
 
