@@ -101,10 +101,11 @@ def with_options(cfg: ScenarioConfig, policy: str | None, checkpoint: Path | Non
 def build_backends(cfg: LlmConfig, instances: int) -> tuple[list[FeedbackBackend], Callable[[], None]]:
     """`world.llm.build_backends`, imported only when a language model is started (LangChain, the OpenAI
     client and llama.cpp take over a second to import, which a run from the answer cache or a frozen
-    persona model does without)."""
+    persona model does without); an embedded instance loads its model when first asked (about 5 s and
+    2 GB each, which a run answered from the cache does without)."""
     from world.llm import build_backends as build
 
-    return build(cfg, instances)
+    return build(cfg, instances, lazy=True)
 
 
 def make_feedback(cfg: ScenarioConfig, seed: int, recorded: RecordedAnswers | None = None,

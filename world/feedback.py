@@ -20,6 +20,7 @@ from pathlib import Path
 
 from agents.feedback import Delivery, Feedback, FeedbackBackend, FeedbackStats, feedback_messages
 from agents.persona import Persona
+from world.llm_config import LlmSetupError
 
 
 class FeedbackBackendError(RuntimeError):
@@ -150,6 +151,10 @@ class FeedbackPool:
         backend = lane.backend
         try:
             feedback = backend.give_feedback(persona, delivery)
+        except LlmSetupError:           # a model that could not start (on its first call): bad input, said as is
+            with self._lock:
+                self._in_flight.pop(key, None)
+            raise
         except Exception as exc:
             with self._lock:
                 self._in_flight.pop(key, None)

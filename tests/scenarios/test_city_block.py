@@ -227,3 +227,27 @@ def test_a_missing_image_model_folder_exits_2_naming_it(tmp_path: Path) -> None:
     done = cli("scenarios", "run", str(bad), "--steps", "2", "--out", str(tmp_path / "r"))
     assert done.returncode == 2, done.stderr
     assert "nowhere does not exist" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_model_that_cannot_start_on_its_first_call_ends_the_run_with_one_message(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    # instances start when first asked (a run from the answer cache loads none): one that cannot start then
+    # is bad input (exit 2, its message as is, not "a bug"), and the slots before it are kept
+    import scenarios.assemble as assemble_module
+    from scenarios.cli import main
+    from world.llm_config import LlmSetupError
+
+    class CannotStart:
+        name = "embedded:broken"
+
+        def give_feedback(self, persona: object, delivery: object) -> None:
+            raise LlmSetupError("llama.cpp could not start the model broken.gguf (out of memory)")
+
+    monkeypatch.setattr(assemble_module, "build_backends", lambda cfg, n: ([CannotStart()], lambda: None))
+    path = tmp_path / "live.yaml"
+    path.write_text(CITY_BLOCK.read_text().replace("cache: .cache/aigcsim/feedback.sqlite", "cache: null", 1))
+    out = tmp_path / "r"
+    assert main(["run", str(path), "--steps", "60", "--out", str(out), "--no-live"]) == 2
+    err = capsys.readouterr().err
+    assert "could not start the model broken.gguf (out of memory)" in err and "bug" not in err, err
+    assert 0 < len(rows(out / "slots.csv")) < 60

@@ -456,13 +456,17 @@ def test_a_prompt_that_breaks_json_still_gets_a_valid_answer(qwen: LangChainFeed
 
 @pytest.mark.llm
 def test_build_backends_embedded_end_to_end(pytestconfig: pytest.Config) -> None:
-    """The fast model, selectable by name (the default one is the session's `llm_server`)."""
+    """The fast model, selectable by name (the default one is the session's `llm_server`); started lazily, as a
+    run starts it, each instance loads its model only when first asked."""
     cfg = LlmConfig(model="qwen2.5-coder-0.5b", cache_dir=str(pytestconfig.rootpath / ".cache/aigcsim"))
-    backends, close = build_backends(cfg, 1)
+    backends, close = build_backends(cfg, 2, lazy=True)
     try:
+        assert [b.started for b in backends] == [False, False]          # type: ignore[attr-defined]
         answer = backends[0].give_feedback(PERSONA, FLAWLESS)
+        assert [b.started for b in backends] == [True, False]           # type: ignore[attr-defined]
     finally:
         close()
+    assert not backends[0].started                                      # type: ignore[attr-defined]
     assert answer.valid and answer.rating in RATINGS and answer.backend == "embedded:qwen2.5-coder-0.5b", answer
 
 

@@ -18,7 +18,8 @@ Two ways to reach a model:
   token probabilities are asked for, so only the stated rating is known.
 
 `build_backends` starts one backend per model instance and returns a function
-that shuts them down.
+that shuts them down; with `lazy`, an embedded instance loads its model when it is
+first asked (a run answered from the cache never loads one).
 
 One module per part: `files` (the model files), `embedded` (the llama.cpp server),
 `ollama` (an Ollama server), `chat` (`LangChainFeedback`, the backend on any chat model).
@@ -33,9 +34,12 @@ at all, is asked again and then counted invalid. Errors that come from our own c
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
+from pathlib import Path
 
-from agents.feedback import FeedbackBackend
+from agents.feedback import Delivery, Feedback, FeedbackBackend
+from agents.persona import Persona
 from world.llm.chat import BACKOFF_BASE_S, CONNECT_TRIES, LangChainFeedback
 from world.llm.embedded import EmbeddedServer, embedded_chat
 from world.llm.files import EMBEDDED_MODELS, SETUP_MODELS, ModelFiles, model_file
@@ -44,16 +48,55 @@ from world.llm_config import DEFAULT_OLLAMA_HOST, SAMPLING_SEED, LlmConfig, LlmS
 
 __all__ = ["BACKOFF_BASE_S", "CONNECT_TRIES", "DEFAULT_OLLAMA_HOST", "EMBEDDED_MODELS", "OLLAMA_PROBE_TIMEOUT_S",
            "SAMPLING_SEED", "SETUP_MODELS", "EmbeddedServer", "LangChainFeedback", "LlmConfig", "LlmSetupError",
-           "ModelFiles", "build_backends", "check_ollama", "embedded_chat", "model_file", "ollama_chat", "ollama_host"]
+           "ModelFiles", "StartedOnFirstCall", "build_backends", "check_ollama", "embedded_chat", "model_file", "ollama_chat", "ollama_host"]
 
 
 
 
-def build_backends(cfg: LlmConfig, instances: int) -> tuple[list[FeedbackBackend], Callable[[], None]]:
+class StartedOnFirstCall:
+    """An embedded model instance whose llama.cpp server starts when it is first asked; implements
+    `FeedbackBackend`. Loading the 1.5B takes about 5 s and 2 GB per instance, which a run answered from the
+    response cache does without. A server that cannot start raises `LlmSetupError` from that first call.
+    """
+
+    def __init__(self, path: Path, cfg: LlmConfig) -> None:
+        self.name = f"embedded:{cfg.model}"
+        self._path, self._cfg = path, cfg
+        self._server: EmbeddedServer | None = None
+        self._backend: LangChainFeedback | None = None
+        self._lock = threading.Lock()
+
+    def give_feedback(self, persona: Persona, delivery: Delivery) -> Feedback:
+        with self._lock:
+            if self._backend is None:
+                self._server = EmbeddedServer(self._path, self._cfg.model, self._cfg)
+                self._backend = embedded_backend(self._server, self._cfg)
+            backend = self._backend
+        return backend.give_feedback(persona, delivery)
+
+    @property
+    def started(self) -> bool:
+        return self._server is not None
+
+    def close(self) -> None:
+        with self._lock:
+            if self._server is not None:
+                self._server.close()
+            self._server = self._backend = None
+
+
+def embedded_backend(server: EmbeddedServer, cfg: LlmConfig) -> LangChainFeedback:
+    """The feedback backend on one embedded server."""
+    return LangChainFeedback(embedded_chat(server, cfg), f"embedded:{cfg.model}", logprobs=cfg.top_logprobs > 0,
+                             max_retries=cfg.max_retries)
+
+
+def build_backends(cfg: LlmConfig, instances: int, lazy: bool = False,
+                   ) -> tuple[list[FeedbackBackend], Callable[[], None]]:
     """One feedback backend per model instance, and a function that shuts them all down.
 
     Embedded: the model file is verified (sha256) before any instance loads it, and each
-    instance is its own llama.cpp server. Ollama: the server is checked first; the instances
+    instance is its own llama.cpp server; with `lazy`, started on its first call (`StartedOnFirstCall`). Ollama: the server is checked first; the instances
     are clients of the one server, which decides how many requests it runs at once.
 
     Raises:
@@ -70,6 +113,14 @@ def build_backends(cfg: LlmConfig, instances: int) -> tuple[list[FeedbackBackend
         return backends, lambda: None
 
     path = model_file(cfg.model, cfg.cache_dir)
+    if lazy:
+        lazies = [StartedOnFirstCall(path, cfg) for _ in range(instances)]
+
+        def close_started() -> None:
+            for backend in lazies:
+                backend.close()
+
+        return list(lazies), close_started
     servers: list[EmbeddedServer] = []
     try:
         for _ in range(instances):
@@ -78,8 +129,7 @@ def build_backends(cfg: LlmConfig, instances: int) -> tuple[list[FeedbackBackend
         for server in servers:
             server.close()
         raise
-    backends = [LangChainFeedback(embedded_chat(server, cfg), f"embedded:{cfg.model}",
-                                  logprobs=cfg.top_logprobs > 0, max_retries=cfg.max_retries) for server in servers]
+    backends: list[FeedbackBackend] = [embedded_backend(server, cfg) for server in servers]
 
     def close() -> None:
         for server in servers:
