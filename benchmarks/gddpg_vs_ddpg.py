@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from scenarios.report import ci95  # noqa: E402  # the repository root is on the path from here
-from scenarios.train import tail_mean  # noqa: E402
+from scenarios.curve import tail_mean  # noqa: E402
 
 POLICIES = ("gddpg", "ddpg", "sb3-td3", "sb3-sac", "greedy", "fixed", "random", "optimum")
 

@@ -32,7 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
-from agents.feedback import Delivery, Feedback, feedback_messages, first_person, perceive, sentence_problem
+from agents.answer import first_person, sentence_problem
+from agents.feedback import Delivery, Feedback, feedback_messages, perceive
 from agents.persona import BigFive, Persona
 from world.feedback import FeedbackCache, FeedbackPool
 from world.feedback_model import spearman

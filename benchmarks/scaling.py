@@ -116,7 +116,8 @@ def sweep_table(runs: int = 8, users: int = 1000, slots: int = 600, workers: tup
     """The same sweep of `runs` short runs on a local Ray of 1, then 2 workers: wall time, speed-up, efficiency."""
     import ray
 
-    from scenarios.sweep import parse_sets, plan_sweep, run_sweep
+    from scenarios.sweep import run_sweep
+    from scenarios.sweep_plan import parse_sets, plan_sweep
 
     seeds = list(range(runs // 2))
     sets = parse_sets([f"users.count={users}", "feedback.mode=learned", "feedback.learned_live_share=0",

@@ -1,8 +1,8 @@
 """The live view's panels, drawn from a `Snapshot`: the map, the GPU servers, the learner, the language
 model and the recent requests.
 
-Each panel fits the width it is given: table columns are left out by importance (`fit_columns`), never
-cut, so no figure is shown half; feedback sentences wrap. `LiveView` (`scenarios.live`) takes the
+Each panel fits the width it is given: table columns are left out by importance (`scenarios.cells.fit_columns`),
+never cut, so no figure is shown half; feedback sentences wrap. `LiveView` (`scenarios.live`) takes the
 snapshots and chooses which panels fit the terminal.
 """
 
@@ -14,31 +14,28 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rich.cells import cell_len
 from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
 from rich.panel import Panel
 from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
 
+from scenarios.cells import (FEEDBACK_MIN, GPU_COLUMNS, GPU_PRIORITY, NONE, QOE_BANDS, REQUEST_COLUMNS, REQUEST_PRIORITY,
+                             fit_columns, pct, qoe_style, request_cells)
+
 if TYPE_CHECKING:
     from agents.request import ImageRequest
+
 
 USER = "\u25cf"          # a user with a rating (coloured by its last QoE)
 USER_UNRATED = "\u25cb"  # a user without a rating yet
 STATION = "\u25b2"
 SERVER = "\u25a0"
 SPARKS = "\u2581\u2582\u2583\u2584\u2585\u2586\u2587\u2588"
-NONE = "-"               # a value the world does not produce (yet)
-QOE_BANDS = ((0.75, "green3"), (0.5, "yellow3"), (0.25, "dark_orange"), (-math.inf, "red3"))
 STREET_STYLE = "grey35"
-
-
-def qoe_style(qoe: float) -> str:
-    """Colour of a QoE in [0, 1]; grey when there is none."""
-    if math.isnan(qoe):
-        return "grey62"
-    return next(style for low, style in QOE_BANDS if qoe >= low)
+SIDE_MIN = 56           # least width of the panels beside the map
+MIN_REQUEST_LINES = 5   # the recent-requests panel's borders, header and two lines
+WANT_REQUEST_LINES = 11  # ... and room for about four requests, when the terminal allows
 
 
 def sparkline(values: Sequence[float], width: int = 40) -> str:
@@ -253,7 +250,7 @@ class Panels:
                      border_style="blue")
 
     def gpu_panel(self, snap: Snapshot, width: int = 1_000) -> Panel:
-        rows = [[s.name, f"{s.batches}", f"{s.last_batch or NONE}", _pct(s.utilisation), f"{s.queue}",
+        rows = [[s.name, f"{s.batches}", f"{s.last_batch or NONE}", pct(s.utilisation), f"{s.queue}",
                  f"{s.energy_j / 1e3:,.1f} kJ", NONE if s.clusters_formed is None else f"{s.clusters_formed}",
                  NONE if s.shared_steps_saved is None else f"{s.shared_steps_saved}"] for s in snap.servers]
         shown = fit_columns(GPU_COLUMNS, rows, width - 4, GPU_PRIORITY)
@@ -267,7 +264,7 @@ class Panels:
             parts.append(Text("prompt clusters and shared steps: none (imagegen.share is off)",
                               style="grey62"))
         m = snap.metrics
-        parts.append(Text(f"this slot: util {_pct(m['gpu_utilisation'])}, GPU {m['gpu_energy_j']:,.0f} J, "
+        parts.append(Text(f"this slot: util {pct(m['gpu_utilisation'])}, GPU {m['gpu_energy_j']:,.0f} J, "
                           f"radio {m['tx_energy_j']:,.1f} J, over budget {m['over_budget_j']:,.0f} J"))
         return Panel(Group(*parts), title="GPU servers", border_style="blue")
 
@@ -301,81 +298,10 @@ class Panels:
         hit = m["cache_hit_rate"]
         latency = m["llm_median_latency_s"]
         text = Text(f"{lay.feedback_mode}: {int(m['llm_calls'])} calls, {int(m['cache_hits'])} cache hits"
-                    f" ({_pct(hit)}), median latency {NONE if math.isnan(latency) else f'{latency:.2f} s'}\n"
+                    f" ({pct(hit)}), median latency {NONE if math.isnan(latency) else f'{latency:.2f} s'}\n"
                     f"invalid answers {snap.invalid}, failed {snap.failed}")
         if lay.feedback_mode == "learned":
             mae = m["learned_mae"]
             text.append(f"\nlearned answers {int(m['learned_answers'])}, "
                         f"MAE vs LLM {NONE if math.isnan(mae) else f'{mae:.2f}'}")
         return Panel(text, title="Language model", border_style="blue")
-
-
-# (name, justification) in the order drawn; fit_columns drops them by their place in the PRIORITY lists
-
-
-REQUEST_COLUMNS = (("user", "left"), ("prompt", "left"), ("cluster", "right"), ("shared", "right"),
-                   ("steps", "right"), ("power", "right"), ("wait", "right"), ("rating", "right"),
-                   ("feedback", "left"))
-GPU_COLUMNS = (("server", "left"), ("batches", "right"), ("last batch", "right"), ("util", "right"),
-               ("queue", "right"), ("energy", "right"), ("clusters", "right"), ("steps saved", "right"))
-# columns that may be left out, kept first to last; a column not named is always kept
-REQUEST_PRIORITY = ("wait", "steps", "power", "prompt", "shared", "cluster")
-GPU_PRIORITY = ("energy", "batches", "last batch", "clusters", "steps saved")
-FEEDBACK_MIN = 24       # least characters of the (wrapped) feedback column, a third of the width when wider
-PROMPT_MIN = 14         # a prompt is shortened with an ellipsis down to this width (it holds no figure)
-SIDE_MIN = 56           # least width of the panels beside the map
-MIN_REQUEST_LINES = 5   # the recent-requests panel's borders, header and two lines
-WANT_REQUEST_LINES = 11  # ... and room for about four requests, when the terminal allows
-
-
-def fit_columns(columns: Sequence[tuple[str, str]], rows: Sequence[Sequence[str | Text]], width: int,
-                priority: Sequence[str], flexible: int = 0) -> list[tuple[int, str, str, int]]:
-    """The columns that fit in `width` characters, each as wide as its widest cell, so no figure is cut.
-
-    Columns named in `priority` are kept in that order while they fit; the others always are;
-    `feedback` (when present) takes what is left, at least `flexible` characters.
-    Returns (index, name, justify, width) in the columns' order.
-    """
-    def need(k: int, name: str) -> int:
-        w = max([len(name), *(cell_len(r[k].plain if isinstance(r[k], Text) else r[k]) for r in rows)])
-        return min(w, 28) if name == "prompt" else w
-
-    widths = {name: need(k, name) for k, (name, _) in enumerate(columns) if name != "feedback"}
-    order = [name for name in priority if name in widths]
-    kept = [name for name, _ in columns if name not in order]
-
-    def total(names: list[str]) -> int:
-        return sum(widths.get(n, flexible) + 2 for n in names)
-
-    for name in order:
-        if total(kept + [name]) <= width:
-            kept.append(name)
-        elif name == "prompt" and total(kept) + PROMPT_MIN + 2 <= width:
-            widths[name] = width - total(kept) - 2
-            kept.append(name)
-    return [(k, name, justify, widths.get(name, flexible)) for k, (name, justify) in enumerate(columns)
-            if name in kept]
-
-
-def request_cells(r: ImageRequest) -> list[str | Text]:
-    """One row of the recent-requests table."""
-    shared = r.shared_steps
-    own = f"{r.server_steps}+{r.device_steps}"
-    cluster = r.cluster or None
-    fb = r.feedback
-    if fb is None:
-        rating, said = Text(NONE, style="grey62"), Text("(silent)", style="grey62")
-    elif fb.failed:
-        rating, said = Text("failed", style="red3"), Text(fb.error, style="red3")
-    elif not fb.valid:
-        rating, said = Text("invalid", style="dark_orange"), Text(fb.error, style="dark_orange")
-    else:
-        rating = Text(f"{fb.rating}/5", style=qoe_style(r.qoe))
-        said = Text(fb.text) if fb.text else Text(f"(no words: rated by the {fb.backend} persona model)",
-                                                   style="grey62")
-    return [r.persona, r.prompt, NONE if cluster is None else str(cluster),
-            NONE if shared is None else str(shared), own, f"{r.power_w:.2f} W", f"{r.wait_s:.1f} s", rating, said]
-
-
-def _pct(value: float) -> str:
-    return NONE if value is None or math.isnan(value) else f"{value:.0%}"

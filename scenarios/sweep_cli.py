@@ -63,7 +63,8 @@ def sweep_command(path: Path, args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from scenarios.sweep import parse_policies, parse_seeds, parse_sets, plan_sweep, run_sweep, summarize
+    from scenarios.sweep import run_sweep, summarize
+    from scenarios.sweep_plan import parse_policies, parse_seeds, parse_sets, plan_sweep
     from world.ray_feedback import INSTALL_HINT, ray_available
 
     cfg = load_scenario(path)

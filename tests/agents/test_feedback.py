@@ -7,8 +7,9 @@ import math
 
 import pytest
 
-from agents.feedback import (MAX_FEEDBACK_CHARS, TASK, Delivery, Feedback, InvalidAnswer, describe_quality,
-                             expected_rating, feedback_messages, first_person, parse_answer, sentence_problem)
+from agents.answer import (MAX_FEEDBACK_CHARS, InvalidAnswer, expected_rating, first_person, parse_answer,
+                           sentence_problem)
+from agents.feedback import TASK, Delivery, Feedback, describe_quality, feedback_messages
 from agents.persona import BigFive, Persona
 
 ANA = Persona("Ana", BigFive(0.5, 0.9, 0.5, 0.2, 0.9), "A nurse on night shifts.")

@@ -8,8 +8,6 @@ import numpy as np
 import pytest
 
 from agents.base_station import ACTION_FEATURES, OBS_FEATURES
-from agents.feedback import Delivery
-from agents.persona import TRAITS, BigFive, Persona
 from agents.request import ImageRequest
 from policies.heuristics import FixedPolicy, GreedyPolicy, OptimumPolicy, RandomPolicy
 from tests.shipped import merged, shipped

@@ -16,7 +16,7 @@ import yaml
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
-from agents.feedback import MAX_FEEDBACK_CHARS, RATINGS, InvalidAnswer, parse_answer, sentence_problem
+from agents.answer import MAX_FEEDBACK_CHARS, RATINGS, InvalidAnswer, parse_answer, sentence_problem
 from scenarios.loader import ScenarioError, parse_scenario
 from world.config import ScenarioConfig
 

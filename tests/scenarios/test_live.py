@@ -14,9 +14,10 @@ from rich.console import Console
 import scenarios.assemble as assemble_module
 from agents.feedback import Feedback
 from agents.request import ImageRequest
+from scenarios.cells import request_cells
 from scenarios.cli import main
 from scenarios.live import LiveView
-from scenarios.panels import SERVER, STATION, USER, USER_UNRATED, Snapshot, request_cells, sparkline
+from scenarios.panels import SERVER, STATION, USER, USER_UNRATED, Snapshot, sparkline
 from scenarios.run import run_scenario
 from tests.shipped import shipped, silent_copy
 from tests.world.scripted import ScriptedBackend

@@ -97,7 +97,7 @@ def test_energy_plot_sets_the_budget_against_what_it_covers() -> None:
 def test_a_rating_without_words_says_who_gave_it() -> None:
     from agents.feedback import Feedback
     from agents.request import ImageRequest
-    from scenarios.panels import request_cells
+    from scenarios.cells import request_cells
 
     r = ImageRequest(request_id=1, user_id=1, persona="Ana (+N)", prompt="a red circle", topic="t", issued_s=0.0,
                      server_steps=5, device_steps=0, power_w=0.5, delivered_s=1.0)

@@ -13,7 +13,8 @@ import pytest
 import yaml
 
 from scenarios import cli
-from scenarios.sweep import MEASURES, parse_sets, plan_sweep, run_sweep
+from scenarios.sweep import MEASURES, run_sweep
+from scenarios.sweep_plan import parse_sets, plan_sweep
 from tests.shipped import CITY_BLOCK
 
 # the city block, small and quick: frozen learned feedback (no LLM), profiled images

@@ -27,8 +27,8 @@ from openai.types.chat.chat_completion import Choice
 
 import world.llm as llm
 import world.llm.files as llm_files
-from agents.feedback import (ANSWER_SCHEMA, RATINGS, Delivery, Feedback, feedback_messages, first_person,
-                             sentence_problem)
+from agents.answer import ANSWER_SCHEMA, RATINGS, first_person, sentence_problem
+from agents.feedback import Delivery, Feedback, feedback_messages
 from agents.persona import BigFive, Persona
 from tests.world.ollama_compat import OllamaCompatServer
 from world.llm import (

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from agents.feedback import RATINGS, Delivery, Feedback
+from agents.answer import RATINGS
+from agents.feedback import Delivery, Feedback
 from agents.persona import BigFive, Persona
 from scenarios.run import run_scenario
 from tests.shipped import shipped

@@ -14,7 +14,8 @@ from langchain_core.language_models import LanguageModelInput
 from langchain_core.messages import BaseMessage
 from langchain_core.runnables import Runnable
 
-from agents.feedback import Delivery, Feedback, InvalidAnswer, expected_rating, feedback_messages, parse_answer
+from agents.answer import InvalidAnswer, expected_rating, parse_answer
+from agents.feedback import Delivery, Feedback, feedback_messages
 from agents.persona import Persona
 from world.llm.ollama import ResponseError
 

@@ -15,7 +15,7 @@ from langchain_core.messages import BaseMessage
 from langchain_core.runnables import Runnable
 from langchain_openai import ChatOpenAI
 
-from agents.feedback import ANSWER_SCHEMA
+from agents.answer import ANSWER_SCHEMA
 from world.llm_config import SAMPLING_SEED, LlmConfig, LlmSetupError
 
 

@@ -18,7 +18,7 @@ finally:
     if _OLLAMA_HOST is not None:
         os.environ["OLLAMA_HOST"] = _OLLAMA_HOST
 
-from agents.feedback import ANSWER_SCHEMA
+from agents.answer import ANSWER_SCHEMA
 from world.llm.embedded import DeadlineTransport
 from world.llm_config import DEFAULT_OLLAMA_HOST, SAMPLING_SEED, LlmConfig, LlmSetupError
 
