@@ -146,7 +146,7 @@ class FeedbackService(Protocol):
         ...
 
     def refresh(self) -> None:
-        """Refit what the service learned (called every feedback.learned_refresh_slots slots)."""
+        """Refit what the service learned (the runner calls it every feedback.learned_refresh_slots slots)."""
         ...
 
     @property

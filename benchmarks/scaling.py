@@ -40,7 +40,7 @@ import numpy as np
 
 from scenarios.loader import load_scenario
 from scenarios.run import run_scenario
-from world.city import CityBlock
+from world.runner import SlotRunner
 from world.ray_feedback import ensure_ray
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -77,8 +77,8 @@ def measure_population(users: int, slots: int, policy: str = "greedy") -> dict[s
     cfg = type(base).model_validate(data)
     middle: dict[str, float] = {}
 
-    def at_half(model: CityBlock) -> None:
-        if model.slot == slots // 2:
+    def at_half(run: SlotRunner) -> None:
+        if run.model.slot == slots // 2:
             middle["rss_mb"] = rss_mb()
 
     with tempfile.TemporaryDirectory() as folder:

@@ -33,6 +33,8 @@ terminated: never (the block does not end); truncated: after `slots` slots. The 
     policy is not judged by where the episode happens to cut its answers off.
 info: diagnostics only (the slot's own metrics of `world.city.SLOT_METRICS`, those that are defined:
     a mean over no requests is left out); nothing in it is meant to be learned from.
+The block goes slot by slot through `world.runner.SlotRunner`, which refits a learning feedback service
+on its cadence, as in a run.
 
 For learners that assign credit per request, `outcomes` holds, after every step, one
 `Outcome` per request rated during the slot: the observation row and the action it was decided
@@ -65,12 +67,9 @@ from agents.base_station import ACTION_FEATURES, OBS_FEATURES, AllocationPolicy,
 from agents.feedback import FeedbackService
 from world.city import CityBlock
 from world.config import ScenarioConfig
-
+from world.runner import SlotRunner
 
 DRAIN_S = 300.0     # longest the clock runs on after an episode's last slot, s
-# slot metrics counted since the start of the run (and across resets, for a shared feedback service): not in info
-CUMULATIVE = ("llm_calls", "cache_hits", "cache_hit_rate", "learned_answers", "llm_median_latency_s",
-              "learned_pairs", "learned_mae", "learned_spearman")
 
 
 EVALUATION_SEED = 10_000    # run seed of held-out evaluation blocks: episode_seed(EVALUATION_SEED, k)
@@ -131,6 +130,7 @@ class AllocationEnv(gym.Env):
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(max_requests, width), dtype=np.float32)
         self.action_space = gym.spaces.Box(0.0, 1.0, shape=(max_requests, len(ACTION_FEATURES)), dtype=np.float32)
         self.model: CityBlock | None = None
+        self.runner: SlotRunner | None = None
         self.outcomes: list[Outcome] = []
         self._decided = _Decided()
 
@@ -141,8 +141,9 @@ class AllocationEnv(gym.Env):
         block_seed = int(self.np_random.integers(2 ** 31)) if seed is None else seed
         self.model = CityBlock(self.cfg, self._decided, seed=block_seed, feedback=self.feedback)
         self.model.base_station.max_per_slot = self.max_requests
+        self.runner = SlotRunner(self.model)
         self.outcomes = []
-        self.model.sense()
+        self.runner.sense()
         return self._observe(), {"slot": 0}
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
@@ -154,16 +155,16 @@ class AllocationEnv(gym.Env):
             raise ValueError("action holds NaN or infinite values")
         self._decided.action = np.clip(action, 0.0, 1.0)
         model = self.model
-        model.serve()
+        self.runner.serve()
         m = model.slot_metrics
         reward = self._reward(m)
         self.outcomes = [self._outcome(r) for r in model.completed
                          if r.decision is not None and not np.isnan(r.qoe)]
         truncated = model.slot >= self.cfg.slots
-        info = {k: float(v) for k, v in m.items() if k not in CUMULATIVE and not np.isnan(v)}
+        info = {k: float(v) for k, v in m.items() if not np.isnan(v)}
         if truncated:
             reward += self._drain(info)
-        model.sense()
+        self.runner.sense()
         return self._observe(), reward, False, truncated, info
 
     def decide(self, policy: AllocationPolicy, rows: np.ndarray, deterministic: bool = True) -> np.ndarray:
@@ -184,8 +185,7 @@ class AllocationEnv(gym.Env):
         added = qoe = energy = over = rated = device = delivered = wait = steps = power = 0.0
         slots = 0
         while model.in_flight > len(bs.inbox) and slots * self.cfg.slot_s < DRAIN_S:
-            model.sense()
-            model.serve()
+            self.runner.step()
             m = model.slot_metrics
             added += self._reward(m)
             qoe += m["total_qoe"]

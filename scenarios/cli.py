@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from scenarios.report import Report
-    from world.city import CityBlock
+    from world.runner import SlotRunner
 
 # Commands load the simulator (torch, Mesa, llama.cpp, LangChain) when they run it, inside the command's
 # function: --help, validate, list, new and reference start in well under a second.
@@ -134,10 +134,10 @@ def _run(path: Path | None, args: argparse.Namespace, prog: str) -> int:
     return status
 
 
-def _both(*observers: Callable[[CityBlock], None]) -> Callable[[CityBlock], None]:
-    def observe(model: CityBlock) -> None:
+def _both(*observers: Callable[[SlotRunner], None]) -> Callable[[SlotRunner], None]:
+    def observe(run: SlotRunner) -> None:
         for o in observers:
-            o(model)
+            o(run)
     return observe
 
 

@@ -35,13 +35,13 @@ def fit(path: Path, slots: int, seed: int, out: Path, force: bool) -> int:
     cfg = cfg.model_copy(update={
         "imagegen": cfg.imagegen.model_copy(update={"render": "profile"}),
         "feedback": cfg.feedback.model_copy(update={"mode": "learned", "learned_live_share": 1.0,
-                                                    "learned_start": None, "learned_refresh_slots": 10 ** 9})})
+                                                    "learned_start": None})})
     feedback, close = make_feedback(cfg, seed)
     assert isinstance(feedback, LearnedFeedback)
     model = CityBlock(cfg, RandomPolicy(np.random.default_rng([seed, 1])), seed=seed, feedback=feedback)
     started = time.perf_counter()
     try:
-        for _ in range(slots):
+        for _ in range(slots):      # a bare block: the service is refitted once, at the end
             model.step()
             if model.slot % 20 == 0:
                 s = feedback.stats

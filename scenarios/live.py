@@ -1,6 +1,6 @@
 """The live terminal view of a run: a map of the block, recent requests, and the state of the service.
 
-`LiveView.observe(model)` is `run_scenario`'s per-slot observer. It keeps a few cheap running
+`LiveView.observe(run)` is `run_scenario`'s per-slot observer. It keeps a few cheap running
 figures every slot and, a few times a second, copies what the panels show into a `Snapshot`.
 rich's `Live` redraws from the latest snapshot in its own thread, so a slot that waits for the
 language model never freezes the view, and drawing never reads the model while it steps.
@@ -37,6 +37,7 @@ from scenarios.panels import (MIN_REQUEST_LINES, SIDE_MIN, WANT_REQUEST_LINES, D
 if TYPE_CHECKING:
     from agents.request import ImageRequest
     from world.city import CityBlock
+    from world.runner import SlotRunner
 
 
 class LiveView:
@@ -77,9 +78,9 @@ class LiveView:
 
     # --- the run's side: cheap, every slot ------------------------------------------------------
 
-    def observe(self, model: CityBlock) -> None:
+    def observe(self, run: SlotRunner) -> None:
         """After each slot: keep the running figures; copy the panels' data a few times a second."""
-        m = model.slot_metrics
+        model, m = run.model, run.row
         rated = m["requests_rated"]
         self._qoe.append(m["total_qoe"] / rated if rated else math.nan)
         self._invalid += int(m["feedback_invalid"])
@@ -93,7 +94,7 @@ class LiveView:
         now = time.perf_counter()
         if self._noted or now - self._last_snap >= self._snap_every_s or model.slot >= self.steps:
             self._last_snap, self._noted = now, False
-            self._snapshot = self.snapshot(model)
+            self._snapshot = self.snapshot(model, m)
 
     def note(self, line: str) -> None:
         """A message of the run (started, resumed, finishing): shown under the view's footer instead of
@@ -102,8 +103,8 @@ class LiveView:
         self.message = line
         self._noted = True
 
-    def snapshot(self, model: CityBlock) -> Snapshot:
-        """Copy what the panels show from the model (call between slots)."""
+    def snapshot(self, model: CityBlock, metrics: dict[str, float]) -> Snapshot:
+        """Copy what the panels show from the model and the slot's row (call between slots)."""
         if self._layout is None:
             self._layout = layout_of(model)
         now = time.perf_counter()
@@ -129,7 +130,7 @@ class LiveView:
             learner = {"updates": getattr(policy, "updates", None), "checkpoint": model.cfg.base_station.checkpoint}
         return Snapshot(slot=model.slot, time_s=float(model.env.now), wall_s=wall,
                         slots_per_s=model.slot / wall if wall > 0 else math.nan, users=tuple(users),
-                        servers=tuple(servers), metrics=dict(model.slot_metrics), requests=tuple(self._recent),
+                        servers=tuple(servers), metrics=dict(metrics), requests=tuple(self._recent),
                         qoe=tuple(self._qoe), invalid=self._invalid, failed=self._failed, learner=learner,
                         tally={**self._tally, "in_flight": model.in_flight})
 

@@ -16,13 +16,13 @@ from agents.feedback import Delivery, Feedback, FeedbackStats
 from agents.persona import Persona
 from scenarios.loader import ScenarioError
 from scenarios.tables import REQUEST_FIELDS, RunFolder, csv_text, read_table
-from world.city import SLOT_METRICS
 from world.files import write_atomic
+from world.runner import ROW_METRICS
 
 if TYPE_CHECKING:
-    from world.city import CityBlock
     from world.config import ScenarioConfig
     from world.feedback import FeedbackPool
+    from world.runner import SlotRunner
 
 # slot columns that a replay need not repeat: counts of where answers came from and wall-clock latency
 NOT_REPLAYED = ("llm_calls", "cache_hits", "cache_hit_rate", "llm_median_latency_s")
@@ -94,15 +94,15 @@ def resume_config(out: Path) -> ScenarioConfig:
     return RunFolder(out).read_config()
 
 
-def check_replay(model: CityBlock, row: dict[str, str], folder: RunFolder) -> None:
+def check_replay(run: SlotRunner, row: dict[str, str], folder: RunFolder) -> None:
     """A replayed slot must match its record; otherwise the run cannot go on where it stopped."""
-    for key in SLOT_METRICS:
+    for key in ROW_METRICS:
         if key in NOT_REPLAYED or key not in row:
             continue
-        got, want = float(model.slot_metrics[key]), float(row[key])
+        got, want = float(run.row[key]), float(row[key])
         if not (got == want or (math.isnan(got) and math.isnan(want)) or math.isclose(got, want, rel_tol=1e-9)):
             raise ScenarioError(
-                f"--resume: slot {model.slot} does not replay as recorded in {folder.slots} ({key}: recorded "
+                f"--resume: slot {run.model.slot} does not replay as recorded in {folder.slots} ({key}: recorded "
                 f"{row[key]}, replayed {got!r}); the code, the installed packages or the files the run reads have "
                 f"changed since it started. Nothing was changed in the run folder; start a new run instead")
 
@@ -111,7 +111,7 @@ def cut_back(folder: RunFolder, done: int) -> None:
     """Cut the tables back to the first `done` slots (a slot cut off by the interruption is dropped)."""
     slots = read_table(folder.slots)[:done]
     requests = [r for r in read_table(folder.requests) if row_slot(r["finished_slot"]) <= done]
-    for path, fields, rows in ((folder.slots, SLOT_METRICS, slots), (folder.requests, REQUEST_FIELDS, requests)):
+    for path, fields, rows in ((folder.slots, ROW_METRICS, slots), (folder.requests, REQUEST_FIELDS, requests)):
         write_atomic(path, csv_text([dict(zip(fields, fields)), *rows], fields))
 
 

@@ -33,9 +33,10 @@ from scenarios.assemble import make_feedback, make_policy, start_fit, with_seed_
 from scenarios.loader import ScenarioError
 from scenarios.replay import RecordedAnswers, check_replay, cut_back, header, row_slot
 from scenarios.tables import REQUEST_FIELDS, USER_FIELDS, RunFolder, csv_text, read_table
-from world.city import SLOT_METRICS, CityBlock
+from world.city import CityBlock
 from world.config import ScenarioConfig
 from world.files import write_atomic
+from world.runner import ROW_METRICS, SlotRunner
 
 FINISH_S = 300.0          # longest the clock runs on after the last slot to finish the requests in flight, s
 
@@ -78,7 +79,7 @@ class RunWriter:
 
     def __init__(self, folder: RunFolder, append: bool = False) -> None:
         self._files: dict[Path, IO[str]] = {}
-        self.slots = self._open(folder.slots, SLOT_METRICS, append)
+        self.slots = self._open(folder.slots, ROW_METRICS, append)
         self.requests = self._open(folder.requests, REQUEST_FIELDS, append)
 
     def _open(self, path: Path, fields: tuple[str, ...], append: bool) -> tuple[Path, tuple[str, ...]]:
@@ -98,11 +99,11 @@ class RunWriter:
         except OSError as exc:
             raise OSError(exc.errno, exc.strerror, str(path)) from None
 
-    def write_slot(self, model: CityBlock) -> None:
-        """The slot just finished: the requests finished in it, then its metrics (the slot's commit mark)."""
-        self.write_requests(model)
+    def write_slot(self, run: SlotRunner) -> None:
+        """The slot just finished: the requests finished in it, then its row (the slot's commit mark)."""
+        self.write_requests(run.model)
         path, fields = self.slots
-        self._append(path, [model.slot_metrics], fields)
+        self._append(path, [run.row], fields)
 
     def write_requests(self, model: CityBlock) -> None:
         """The requests finished in the slot just run."""
@@ -131,7 +132,7 @@ def write_users(path: Path, model: CityBlock) -> None:
 def run_scenario(cfg: ScenarioConfig, steps: int | None = None, seed: int | None = None,
                  out: Path | None = None, force: bool = False, fail_fast: bool = False,
                  log: Callable[[str], None] = print,
-                 observer: Callable[[CityBlock], None] | None = None,
+                 observer: Callable[[SlotRunner], None] | None = None,
                  log_every_s: float = 30.0, resume: bool = False,
                  progress: Callable[[str], None] | None = None) -> RunResult:
     """Build the block from `cfg`, run it, write the run folder.
@@ -145,8 +146,8 @@ def run_scenario(cfg: ScenarioConfig, steps: int | None = None, seed: int | None
         fail_fast: stop at the first feedback the language model failed to give.
         log: where progress lines go (plain ASCII, one line each): every tenth of the run,
             and at least every `log_every_s` seconds of wall time.
-        observer: called with the model after every slot (and its files) is finished; the live
-            view reads the model there. It must not change the model.
+        observer: called with the run (`SlotRunner`: the model and the slot's row) after every slot (and its
+            files) is finished; the live view reads it there. It must not change the model.
         log_every_s: wall-clock seconds between progress lines at the latest.
         resume: go on with the interrupted run in `out` (its config.yaml is `cfg`, see `resume_config`):
             replay its finished slots, check them against slots.csv, then run the rest.
@@ -175,7 +176,7 @@ def run_scenario(cfg: ScenarioConfig, steps: int | None = None, seed: int | None
                                 f"pass --steps with more than {len(recorded)}; to redraw its plots and summary: "
                                 f"python -m scenarios report {out}")
         requests = read_table(folder.requests)
-        if recorded and (header(folder.slots) != SLOT_METRICS or header(folder.requests) != REQUEST_FIELDS):
+        if recorded and (header(folder.slots) != ROW_METRICS or header(folder.requests) != REQUEST_FIELDS):
             raise ScenarioError(f"--resume: the tables in '{out}' were written by another version of aigcsim "
                                 f"(their columns differ); start a new run")
         if recorded:
@@ -196,6 +197,7 @@ def run_scenario(cfg: ScenarioConfig, steps: int | None = None, seed: int | None
             + (f" (resuming after slot {done})" if resume else ""))
         policy = policy or make_policy(cfg, seed, feedback)
         model = CityBlock(cfg, policy, feedback=feedback)
+        run = SlotRunner(model)
     except BaseException:
         close_feedback()
         raise
@@ -207,11 +209,11 @@ def run_scenario(cfg: ScenarioConfig, steps: int | None = None, seed: int | None
     logged = started
     try:
         for row in recorded:
-            model.step()
-            check_replay(model, row, folder)
+            run.step()
+            check_replay(run, row, folder)
             tally.add(model)
             if observer is not None:
-                observer(model)
+                observer(run)
         if resume:
             if answers is not None:
                 answers.stop()
@@ -222,9 +224,8 @@ def run_scenario(cfg: ScenarioConfig, steps: int | None = None, seed: int | None
         write_users(folder.users, model)
         writer = RunWriter(folder, append=resume)
         for _ in range(done, steps):
-            model.step()
-            writer.write_slot(model)
-            m = model.slot_metrics
+            m = run.step()
+            writer.write_slot(run)
             tally.add(model)
             if fail_fast and m["feedback_failed"]:
                 first = next(r.feedback for r in model.completed if r.feedback and r.feedback.failed)
@@ -239,9 +240,9 @@ def run_scenario(cfg: ScenarioConfig, steps: int | None = None, seed: int | None
                     f"invalid={tally.invalid}  failed={tally.failed}  gpu={m['gpu_utilisation']:.0%}  "
                     f"energy={tally.energy:.0f}J")
             if observer is not None:        # after the slot's line: a live view shows both of the same slot
-                observer(model)
+                observer(run)
         if model.in_flight:
-            finish_in_flight(model, writer, tally, observer, log)
+            finish_in_flight(run, writer, tally, observer, log)
         status = "finished"
     except KeyboardInterrupt:
         status = "interrupted"
@@ -269,7 +270,7 @@ def run_scenario(cfg: ScenarioConfig, steps: int | None = None, seed: int | None
                 pass        # no room even for run.json: slots.csv still holds every finished slot
     if unclosed is not None:
         raise unclosed
-    m = model.slot_metrics
+    m = run.row
     return RunResult(out=out, slots=steps, requests_issued=tally.issued, requests_delivered=tally.delivered,
                      requests_rated=tally.rated, mean_wait_s=tally.mean_wait_s, mean_qoe=tally.mean_qoe,
                      feedback_invalid=tally.invalid, feedback_failed=tally.failed,
@@ -277,20 +278,21 @@ def run_scenario(cfg: ScenarioConfig, steps: int | None = None, seed: int | None
                      service_energy_j=tally.energy, seconds=time.perf_counter() - started)
 
 
-def finish_in_flight(model: CityBlock, writer: RunWriter, tally: _Tally,
-                     observer: Callable[[CityBlock], None] | None, log: Callable[[str], None]) -> None:
+def finish_in_flight(run: SlotRunner, writer: RunWriter, tally: _Tally,
+                     observer: Callable[[SlotRunner], None] | None, log: Callable[[str], None]) -> None:
     """After the last slot: no new requests; the clock runs on until every request in flight is answered
     (at most FINISH_S). The requests it finishes go into requests.csv (finished_slot after the run's last
     slot); slots.csv keeps the run's own slots, so a run can still be resumed to more of them."""
+    model = run.model
     steps = model.slot
     log(f"finishing: no new requests after slot {steps}; {model.in_flight} in flight")
     model.closing = True
     while model.in_flight and (model.slot - steps) * model.slot_s < FINISH_S:
-        model.step()
+        run.step()
         writer.write_requests(model)
         tally.add(model)
         if observer is not None:
-            observer(model)
+            observer(run)
     log(f"finished {model.slot - steps} s after the last slot: issued={tally.issued}  delivered={tally.delivered}  "
         f"rated={tally.rated}  in_flight={model.in_flight}  mean_qoe={_fmt(tally.mean_qoe)}")
 

@@ -19,7 +19,7 @@ from scenarios.plots import new_figure, save_figure
 
 if TYPE_CHECKING:
     from agents.request import ImageRequest
-    from world.city import CityBlock
+    from world.runner import SlotRunner
 
 PLACEHOLDER = "image not generated\n(render: profile)"
 
@@ -106,8 +106,8 @@ class SheetSampler:
         self.rated: deque[ImageRequest] = deque(maxlen=size)
         self.other: deque[ImageRequest] = deque(maxlen=size)
 
-    def observe(self, model: CityBlock) -> None:
-        for r in model.completed:
+    def observe(self, run: SlotRunner) -> None:
+        for r in run.model.completed:
             (self.rated if r.feedback is not None and r.feedback.valid else self.other).append(r)
 
     def cells(self) -> list[SheetCell]:

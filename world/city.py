@@ -27,10 +27,6 @@ SLOT_METRICS = (
     "gpu_energy_j", "tx_energy_j", "device_energy_j", "service_energy_j", "over_budget_j",
     "gpu_utilisation", "gpu_queue",
     "total_qoe", "mean_qoe", "feedback_invalid", "feedback_failed",
-    # cumulative since the start of the run, but bounded: the median latency is over the latest model calls
-    # (world.feedback.LATENCY_WINDOW), learned_pairs counts the newest pairs kept (world.feedback_model.MAX_PAIRS):
-    "llm_calls", "cache_hits", "cache_hit_rate", "learned_answers", "llm_median_latency_s",
-    "learned_pairs", "learned_mae", "learned_spearman",
 )
 
 NAMES = ("Ana", "Ben", "Chloe", "Dev", "Eva", "Farid", "Grace", "Hiro", "Ines", "Jon", "Kemi", "Luca",
@@ -48,7 +44,9 @@ class CityBlock(mesa.Model):
         policy: the base station's allocation policy.
         seed: overrides `cfg.seed` when given.
         compute: one compute engine per GPU server; default: the profiled cost model.
-        feedback: the personas' language model service; None: users stay silent (world-only runs).
+        feedback: the personas' language model service: users submit to it and the block hands it each rated
+            delivery (`learn`); refitting it and reading its statistics is the runner's (`world.runner`).
+            None: users stay silent (world-only runs).
     """
 
     def __init__(self, cfg: ScenarioConfig, policy: AllocationPolicy, seed: int | None = None,
@@ -171,8 +169,6 @@ class CityBlock(mesa.Model):
         self.base_station.allocate()
         self.env.run(until=(self.slot + 1) * self.slot_s)
         self.slot += 1
-        if self.feedback and self.slot % self.cfg.feedback.learned_refresh_slots == 0:
-            self.feedback.refresh()
         self._measure(self._request_ids - issued_before)
         self.datacollector.collect(self)
 
@@ -180,9 +176,6 @@ class CityBlock(mesa.Model):
         done = self.delivered
         rated = [r for r in self.completed if r.feedback is not None]
         qoe = [r.qoe for r in rated if not math.isnan(r.qoe)]
-        stats = self.feedback.stats if self.feedback else None
-        asked = stats.calls + stats.cache_hits if stats else 0
-        agreement = self.feedback.agreement if self.feedback else {}
         for s in self.gpu_servers:     # a batch that runs on past the slot's end books the part it has used
             s.meter()
         busy = sum(s.busy_time_s() for s in self.gpu_servers)
@@ -220,14 +213,6 @@ class CityBlock(mesa.Model):
             "mean_qoe": _mean(qoe),
             "feedback_invalid": sum(1 for r in rated if not r.feedback.valid and not r.feedback.failed),
             "feedback_failed": sum(1 for r in rated if r.feedback.failed),
-            "llm_calls": stats.calls if stats else 0,
-            "cache_hits": stats.cache_hits if stats else 0,
-            "cache_hit_rate": stats.cache_hits / asked if asked else math.nan,
-            "learned_answers": stats.learned if stats else 0,
-            "llm_median_latency_s": stats.median_latency_s() if stats else math.nan,
-            "learned_pairs": agreement.get("pairs", 0),
-            "learned_mae": agreement.get("mae", math.nan),
-            "learned_spearman": agreement.get("spearman", math.nan),
         }
         self._last = {"gpu_busy_s": busy, "gpu_energy_j": gpu_energy, "tx_energy_j": tx_energy}
 

@@ -137,8 +137,8 @@ def test_header_and_footer_show_the_same_slot(tmp_path: Path) -> None:
     view = LiveView(Console(file=io.StringIO()), 40, out=str(tmp_path / "r"), refresh_per_second=1e-6)
     seen = []
 
-    def check(model) -> None:  # noqa: ANN001
-        view.observe(model)
+    def check(run) -> None:  # noqa: ANN001
+        view.observe(run)
         lines = frame(view).splitlines()
         header = re.search(r"slot (\d+)/40", lines[0])
         footer = [re.match(r"slot (\d+)/40: issued (\d+)", line) for line in lines]

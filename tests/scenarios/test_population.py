@@ -21,8 +21,8 @@ from scenarios.loader import load_scenario
 from scenarios.run import run_scenario
 from scenarios.tables import REQUEST_FIELDS
 from tests.shipped import CITY_BLOCK, shipped
-from world.city import CityBlock
 from world.config import ScenarioConfig
+from world.runner import SlotRunner
 
 
 def population(users: int, request_rate_per_s: float = 0.02) -> ScenarioConfig:
@@ -69,12 +69,12 @@ def test_a_long_run_of_many_users_does_not_grow_per_slot(tmp_path: Path) -> None
     samples: list[tuple[int, int, int, float]] = []     # slot, allocated blocks, requests issued so far, RSS MB
     issued = 0
 
-    def sample(model: CityBlock) -> None:
+    def sample(run: SlotRunner) -> None:
         nonlocal issued
-        issued += int(model.slot_metrics["requests_issued"])
-        if 150 <= model.slot <= 300 and model.slot % 10 == 0:     # after 300: finishing, no new requests
+        issued += int(run.row["requests_issued"])
+        if 150 <= run.model.slot <= 300 and run.model.slot % 10 == 0:     # after 300: finishing, no new requests
             gc.collect()
-            samples.append((model.slot, sys.getallocatedblocks(), issued, resident_mb()))
+            samples.append((run.model.slot, sys.getallocatedblocks(), issued, resident_mb()))
 
     out = tmp_path / "run"
     result = run_scenario(cfg, steps=300, seed=42, out=out, log=lambda line: None, observer=sample)

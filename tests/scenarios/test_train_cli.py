@@ -125,7 +125,7 @@ def test_shipped_city_block_runs_its_trained_g_ddpg(tmp_path: Path) -> None:
     cfg = load_scenario(Path(short_block(tmp_path, slots=120)))
     seen = []
     result = run_scenario(cfg, steps=90, seed=5, out=tmp_path / "sim", log=lambda line: None,
-                          observer=lambda model: seen.append(model.base_station))
+                          observer=lambda run: seen.append(run.model.base_station))
     assert result.requests_delivered > 0
     station = seen[-1]
     assert isinstance(station.policy, GDDPG) and station.deterministic

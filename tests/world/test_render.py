@@ -97,7 +97,7 @@ def test_real_rendering_draws_and_judges_images_finished_on_the_phone(tmp_path, 
     sampler = SheetSampler()
     finished: list = []
     run_module.run_scenario(cfg, steps=12, out=tmp_path / "run",
-                 observer=lambda m: (sampler.observe(m), finished.extend(m.completed)), log=lambda line: None)
+                 observer=lambda run: (sampler.observe(run), finished.extend(run.model.completed)), log=lambda line: None)
     assert finished and all(r.server_steps == 0 and r.device_steps == 10 for r in finished)
     profiled = CityBlock(cfg, FixedPolicy()).quality.assess(10)
     for r in finished:
