@@ -8,6 +8,7 @@ import csv
 import json
 import math
 from collections import defaultdict
+from collections.abc import Sequence
 from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -81,6 +82,9 @@ class RecordedAnswers:
 
     def learn(self, persona: Persona, delivery: Delivery, feedback: Feedback) -> None:
         self._pool.learn(persona, delivery, feedback)
+
+    def read_ahead(self, personas: Sequence[Persona]) -> None:
+        self._pool.read_ahead(personas)
 
     def refresh(self) -> None:
         self._pool.refresh()
