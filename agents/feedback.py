@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 from collections import deque
-from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field
 from statistics import median
@@ -110,11 +109,6 @@ class FeedbackBackend(Protocol):
         """The persona's answer to a delivery. Never raises for a bad answer: it is returned invalid."""
         ...
 
-    def read(self, persona: Persona) -> None:
-        """Read the persona's fixed instructions into the model's prompt cache ahead of its first answer, so
-        that the answer reads only the delivery; a backend without such a cache does nothing."""
-        ...
-
 
 LATENCY_WINDOW = 1000     # model calls whose latencies the median is taken over: the most recent ones, count
 
@@ -128,7 +122,6 @@ class FeedbackStats:
     learned: int = 0          # answers predicted by the learned feedback model
     invalid: int = 0
     failed: int = 0
-    read_ahead: int = 0       # personas whose instructions a model instance read before they first asked
     # a window, not every call: a long run would otherwise keep one float per answer
     latencies_s: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))
 
@@ -150,11 +143,6 @@ class FeedbackService(Protocol):
 
     def learn(self, persona: Persona, delivery: Delivery, feedback: Feedback) -> None:
         """A rated delivery, for a service that learns from the answers it gave (others ignore it)."""
-        ...
-
-    def read_ahead(self, personas: Sequence[Persona]) -> None:
-        """The personas who may ask: a service that asks a model for every answer may have its idle model
-        instances read their instructions before they first ask (others ignore it)."""
         ...
 
     def refresh(self) -> None:

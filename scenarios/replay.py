@@ -8,7 +8,6 @@ import csv
 import json
 import math
 from collections import defaultdict
-from collections.abc import Sequence
 from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -82,9 +81,6 @@ class RecordedAnswers:
 
     def learn(self, persona: Persona, delivery: Delivery, feedback: Feedback) -> None:
         self._pool.learn(persona, delivery, feedback)
-
-    def read_ahead(self, personas: Sequence[Persona]) -> None:
-        self._pool.read_ahead(personas)
 
     def refresh(self) -> None:
         self._pool.refresh()

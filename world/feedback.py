@@ -13,7 +13,6 @@ import hashlib
 import json
 import sqlite3
 import threading
-from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -97,11 +96,6 @@ class FeedbackPool:
     (its prompt cache does not hold them), the cost of reading them. So a persona keeps to the
     instance that knows it unless that one is PREFIX_COST answers busier than another.
 
-    Reading ahead (`read_ahead`): once the cache has missed (a run answered from the cache starts no
-    model), an instance with nothing to do reads the next persona that no instance has read yet
-    (`FeedbackBackend.read`), so that the persona's first answer reads only its delivery. The reading
-    is work the first answer would do anyway, moved to time the instance would otherwise idle.
-
     Args:
         backends: one per model instance; each serves one call at a time.
         backend_id: names the backend and the model's hash, for the cache key.
@@ -120,9 +114,6 @@ class FeedbackPool:
         self._lanes = [_Lane(b, ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"feedback-{k}"))
                        for k, b in enumerate(backends)]
         self._in_flight: dict[str, Future[Feedback]] = {}
-        self._ahead: deque[Persona] = deque()       # personas to read ahead, in the order given
-        self._missed = False                        # a call went to a model: the cache does not cover the run
-        self._closing = False
         self._lock = threading.Lock()
         self.agreement: dict[str, float] = {}     # a pool asks the LLM every time: nothing learned to score
 
@@ -140,56 +131,15 @@ class FeedbackPool:
                 done: Future[Feedback] = Future()
                 done.set_result(stored)
                 return done
-            # ties go to the instance that knows the persona (it may be reading it ahead right now), then to
-            # the one that knows fewer personas, so that personas spread over the instances
+            # ties go to the instance that knows fewer personas, so that personas spread over the instances
             lane = min(self._lanes, key=lambda ln: (ln.queued + (0 if persona in ln.read else PREFIX_COST),
-                                                    persona not in ln.read, len(ln.read)))
+                                                    len(ln.read)))
             work = 1 + (0 if persona in lane.read else PREFIX_COST)
             lane.queued += work
             lane.read.add(persona)
             future = lane.executor.submit(self._ask, lane, work, key, persona, delivery)
             self._in_flight[key] = future
-            self._missed = True
-            self._read_idle()
             return future
-
-    def read_ahead(self, personas: Sequence[Persona]) -> None:
-        """The personas who may ask, in the order to read them: idle instances read them once the cache has
-        missed (see the class)."""
-        with self._lock:
-            known = set(self._ahead)
-            self._ahead.extend(p for p in dict.fromkeys(personas) if p not in known)
-            self._read_idle()
-
-    def _read_idle(self) -> None:
-        """Each idle instance starts reading the next persona no instance has read (the lock is held)."""
-        if not self._missed or self._closing:
-            return
-        for lane in self._lanes:
-            if lane.queued:
-                continue
-            while self._ahead and any(self._ahead[0] in ln.read for ln in self._lanes):
-                self._ahead.popleft()
-            if not self._ahead:
-                return
-            persona = self._ahead.popleft()
-            lane.queued += PREFIX_COST
-            lane.read.add(persona)
-            lane.executor.submit(self._read, lane, persona)
-
-    def _read(self, lane: _Lane, persona: Persona) -> None:
-        try:
-            lane.backend.read(persona)
-            read = True
-        except Exception:       # noqa: BLE001 - reading ahead only saves time; the answer tells what is wrong
-            read = False
-        with self._lock:
-            lane.queued -= PREFIX_COST
-            if read:
-                self.stats.read_ahead += 1
-            else:
-                lane.read.discard(persona)
-            self._read_idle()
 
     def learn(self, persona: Persona, delivery: Delivery, feedback: Feedback) -> None:
         """Nothing to learn: every answer comes from a model (see LearnedFeedback)."""
@@ -215,7 +165,6 @@ class FeedbackPool:
         finally:
             with self._lock:
                 lane.queued -= work
-                self._read_idle()
         with self._lock:
             self.stats.calls += 1
             self.stats.latencies_s.append(feedback.latency_s)
@@ -227,9 +176,7 @@ class FeedbackPool:
         return feedback
 
     def close(self) -> None:
-        """Wait for running calls, then release the threads and the cache (reads not started are dropped)."""
-        with self._lock:
-            self._closing = True
+        """Wait for running calls, then release the threads and the cache."""
         for lane in self._lanes:
             lane.executor.shutdown(wait=True, cancel_futures=True)
         if self.cache:

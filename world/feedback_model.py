@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import math
 from collections import deque
-from collections.abc import Sequence
 from concurrent.futures import Future
 from pathlib import Path
 
@@ -130,10 +129,6 @@ class LearnedFeedback:
         if feedback.valid and feedback.backend != LEARNED_BACKEND and feedback.score is not None:
             self._x.append(features(persona, delivery))
             self._y.append(float(feedback.score))
-
-    def read_ahead(self, personas: Sequence[Persona]) -> None:
-        """Nothing: most answers are predicted, and the share asked of the model is too small to read every
-        persona ahead for."""
 
     def refresh(self) -> None:
         """Score the regressor on the newest pairs held out, then refit on all pairs kept."""

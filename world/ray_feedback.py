@@ -81,9 +81,6 @@ class FeedbackActor:
     def give_feedback(self, persona: Persona, delivery: Delivery) -> Feedback:
         return self.backend.give_feedback(persona, delivery)
 
-    def read(self, persona: Persona) -> None:
-        self.backend.read(persona)
-
     def close(self) -> None:
         self._close()
 
@@ -98,15 +95,6 @@ class RayBackend:
     def __init__(self, actor: Any, name: str) -> None:
         self.actor = actor
         self.name = name
-
-    def read(self, persona: Persona) -> None:
-        """The actor's backend reads the persona ahead (a lost actor is found out by the next answer)."""
-        import ray
-
-        try:
-            ray.get(self.actor.read.remote(persona))
-        except ray.exceptions.RayActorError:
-            pass
 
     def give_feedback(self, persona: Persona, delivery: Delivery) -> Feedback:
         import ray

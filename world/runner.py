@@ -2,8 +2,8 @@
 
 `CityBlock.step()` is the world's slot: users move, the base station allocates, the clock runs, and the
 slot's own figures (`world.city.SLOT_METRICS`). The feedback service is not the world's: `SlotRunner`
-tells it who may ask (`read_ahead`), refits it on its cadence (`feedback.learned_refresh_slots`) and
-reads its statistics into the slot's row (`FEEDBACK_METRICS`). A run (`scenarios.run`), a training episode (`policies.env`) and a feedback
+refits it on its cadence (`feedback.learned_refresh_slots`) and reads its statistics into the slot's
+row (`FEEDBACK_METRICS`). A run (`scenarios.run`), a training episode (`policies.env`) and a feedback
 fit (`scenarios.fit_feedback`) all go slot by slot through it, so the service is kept one way.
 """
 
@@ -39,9 +39,8 @@ def feedback_metrics(service: FeedbackService | None) -> dict[str, float]:
 
 
 class SlotRunner:
-    """Steps a block and keeps its feedback service: tells it the block's personas to read ahead (in the
-    users' order), refits it every `learned_refresh_slots` slots, and gives each slot's row (the world's
-    figures, then the service's).
+    """Steps a block and keeps its feedback service: refits it every `learned_refresh_slots` slots, and
+    gives each slot's row (the world's figures, then the service's).
 
     `step()` is a whole slot; `sense()` and `serve()` are its halves, for a caller that decides the
     base station's actions in between (`policies.env.AllocationEnv`).
@@ -55,8 +54,6 @@ class SlotRunner:
         self.model = model
         self.feedback = model.feedback
         self.refresh_slots = model.cfg.feedback.learned_refresh_slots
-        if self.feedback is not None:
-            self.feedback.read_ahead([u.persona for u in model.user_list])
         self.row: dict[str, float] = {**model.slot_metrics, **feedback_metrics(self.feedback)}
 
     def step(self) -> dict[str, float]:

@@ -23,7 +23,6 @@ class ScriptedBackend:
                  meet: threading.Barrier | None = None) -> None:
         self.calls = 0
         self.asked: list[str] = []      # the personas' names, in the order they were asked
-        self.read_ahead: list[str] = []     # the personas' names, in the order they were read ahead
         self.meet = meet        # every call waits here for the other parties' calls (a test of concurrency)
         self.delay_s = delay_s
         self.garbage = garbage
@@ -51,11 +50,6 @@ class ScriptedBackend:
         score = float(np.clip(score, 1, 5))
         return Feedback("It is fine.", int(round(score)), score, "{}", 0.01, self.name, valid=True)
 
-    def read(self, persona: Persona) -> None:
-        """Noted, nothing more: a script has no prompt cache."""
-        with self._lock:
-            self.read_ahead.append(persona.name)
-
 
 # Builders of backends inside Ray actors (tests/world/test_ray_feedback.py): picklable by reference.
 
@@ -82,9 +76,6 @@ class PidBackend:
         answer = self.inner.give_feedback(persona, delivery)
         return Feedback(**{**answer.as_dict(), "raw": str(os.getpid())})
 
-    def read(self, persona: Persona) -> None:
-        self.inner.read(persona)
-
 
 class BuildBroken:
     """Fails to build its backend, as a damaged model file would."""
@@ -99,9 +90,6 @@ class RaisingBackend:
     name = "raising"
 
     def give_feedback(self, persona: Persona, delivery: Delivery) -> Feedback:
-        raise KeyError("a bug in a backend")
-
-    def read(self, persona: Persona) -> None:
         raise KeyError("a bug in a backend")
 
 

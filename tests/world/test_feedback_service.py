@@ -91,33 +91,6 @@ def test_a_persona_keeps_to_the_instance_that_has_read_its_instructions() -> Non
     pool.close()
 
 
-def test_idle_instances_read_personas_ahead_once_the_cache_misses(tmp_path: Path) -> None:
-    """Nothing is read while every answer comes from the cache (a rerun starts no model); after the first call
-    to a model, idle instances read every persona no instance has read, each once, and a persona read ahead
-    is answered by the instance that read it."""
-    cal, dee = Persona("Cal", BigFive(0.1, 0.5, 0.5, 0.5, 0.5)), Persona("Dee", BigFive(0.9, 0.5, 0.5, 0.5, 0.5))
-    cache = FeedbackCache(tmp_path / "c.sqlite")
-    warm = FeedbackPool([ScriptedBackend()], "scripted", {}, cache)
-    warm.submit(ANA, delivery()).result()
-    warm.close()
-    backends = [ScriptedBackend(delay_s=0.05) for _ in range(2)]
-    pool = FeedbackPool(backends, "scripted", {}, FeedbackCache(tmp_path / "c.sqlite"))
-    pool.read_ahead([ANA, BEN, cal, dee, ANA])
-    assert pool.submit(ANA, delivery()).result().cached
-    assert [b.read_ahead for b in backends] == [[], []] and pool.stats.read_ahead == 0
-    assert pool.submit(BEN, delivery()).result().valid                  # the first call: reading starts
-    for _ in range(6000):                                               # a bound, not a timing: 60 s at most
-        if pool.stats.read_ahead == 3:
-            break
-        threading.Event().wait(0.01)
-    read = [name for b in backends for name in b.read_ahead]
-    assert sorted(read) == ["Ana", "Cal", "Dee"] and pool.stats.read_ahead == 3
-    reader = next(b for b in backends if "Dee" in b.read_ahead)
-    assert pool.submit(dee, delivery()).result().valid and reader.asked[-1] == "Dee"
-    assert sum(b.calls for b in backends) == 2
-    pool.close()
-
-
 def test_identical_questions_in_flight_are_asked_once() -> None:
     backend = ScriptedBackend(delay_s=0.1)
     pool = FeedbackPool([backend], "scripted", {}, None)

@@ -38,7 +38,6 @@ from world.llm import (
     LlmConfig,
     LlmSetupError,
     build_backends,
-    embedded_backend,
     embedded_chat,
     model_file,
 )
@@ -194,18 +193,6 @@ def test_programming_errors_are_not_hidden() -> None:
     feedback, _ = backend(scripted(TypeError("bad argument")))
     with pytest.raises(TypeError, match="bad argument"):
         feedback.give_feedback(PERSONA, DELIVERY)
-
-
-def test_reading_ahead_asks_for_one_token_of_the_personas_own_chat_and_only_where_it_helps() -> None:
-    reads, _ = backend(scripted(length_error("{")), reads_ahead=True)
-    reads.read(PERSONA)                       # the one token allowed is no answer: the read is done, not failed
-    fixed = feedback_messages(PERSONA, DELIVERY)[:-1]
-    assert [(m.type, m.content) for m in reads.chat.calls[0][:-1]] == fixed
-    reads, _ = backend(scripted(connection_error()), reads_ahead=True)
-    reads.read(PERSONA)                       # a read that fails is dropped: the answer will say what is wrong
-    quiet, _ = backend(scripted(), reads_ahead=False)
-    quiet.read(PERSONA)                       # no prompt cache to fill (Ollama): nothing asked
-    assert quiet.chat.calls == []
 
 
 def token(text: str, *alternatives: tuple[str, float]) -> dict[str, Any]:
@@ -481,28 +468,6 @@ def test_build_backends_embedded_end_to_end(pytestconfig: pytest.Config) -> None
         close()
     assert not backends[0].started                                      # type: ignore[attr-defined]
     assert answer.valid and answer.rating in RATINGS and answer.backend == "embedded:qwen2.5-coder-0.5b", answer
-
-
-@pytest.mark.llm
-def test_a_persona_read_ahead_is_in_the_prompt_cache_when_it_first_asks(pytestconfig: pytest.Config) -> None:
-    """What an idle instance does during a run: after reading a persona ahead (and another after it), the
-    persona's first answer finds its instructions and examples in llama.cpp's prompt cache and reads only the
-    delivery; a persona not read ahead shares only the task text with the others."""
-    cfg = LlmConfig(model="qwen2.5-coder-0.5b", cache_dir=str(pytestconfig.rootpath / ".cache/aigcsim"))
-    server = EmbeddedServer(model_file(cfg.model, cfg.cache_dir), cfg.model, cfg)
-    try:
-        reader = embedded_backend(server, cfg)
-        reader.read(ANXIOUS)
-        reader.read(CALM)
-
-        def cached_share(persona: Persona) -> float:
-            usage = reader.chat.invoke(feedback_messages(persona, FLAWLESS)).response_metadata["token_usage"]
-            return usage["prompt_tokens_details"]["cached_tokens"] / usage["prompt_tokens"]
-
-        assert cached_share(ANXIOUS) > 0.9
-        assert cached_share(CRITIC) < 0.5
-    finally:
-        server.close()
 
 
 @pytest.mark.llm

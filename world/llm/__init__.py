@@ -48,8 +48,9 @@ from world.llm_config import DEFAULT_OLLAMA_HOST, SAMPLING_SEED, LlmConfig, LlmS
 
 __all__ = ["BACKOFF_BASE_S", "CONNECT_TRIES", "DEFAULT_OLLAMA_HOST", "EMBEDDED_MODELS", "OLLAMA_PROBE_TIMEOUT_S",
            "SAMPLING_SEED", "SETUP_MODELS", "EmbeddedServer", "LangChainFeedback", "LlmConfig", "LlmSetupError",
-           "ModelFiles", "StartedOnFirstCall", "build_backends", "check_ollama", "embedded_chat", "model_file",
-           "ollama_chat", "ollama_host"]
+           "ModelFiles", "StartedOnFirstCall", "build_backends", "check_ollama", "embedded_chat", "model_file", "ollama_chat", "ollama_host"]
+
+
 
 
 class StartedOnFirstCall:
@@ -66,17 +67,12 @@ class StartedOnFirstCall:
         self._lock = threading.Lock()
 
     def give_feedback(self, persona: Persona, delivery: Delivery) -> Feedback:
-        return self._started().give_feedback(persona, delivery)
-
-    def read(self, persona: Persona) -> None:
-        self._started().read(persona)
-
-    def _started(self) -> LangChainFeedback:
         with self._lock:
             if self._backend is None:
                 self._server = EmbeddedServer(self._path, self._cfg.model, self._cfg)
                 self._backend = embedded_backend(self._server, self._cfg)
-            return self._backend
+            backend = self._backend
+        return backend.give_feedback(persona, delivery)
 
     @property
     def started(self) -> bool:
@@ -90,9 +86,9 @@ class StartedOnFirstCall:
 
 
 def embedded_backend(server: EmbeddedServer, cfg: LlmConfig) -> LangChainFeedback:
-    """The feedback backend on one embedded server; it reads personas ahead when the prompt cache is on."""
+    """The feedback backend on one embedded server."""
     return LangChainFeedback(embedded_chat(server, cfg), f"embedded:{cfg.model}", logprobs=cfg.top_logprobs > 0,
-                             max_retries=cfg.max_retries, reads_ahead=cfg.prompt_cache)
+                             max_retries=cfg.max_retries)
 
 
 def build_backends(cfg: LlmConfig, instances: int, lazy: bool = False,

@@ -19,8 +19,6 @@ from agents.feedback import Delivery, Feedback, feedback_messages
 from agents.persona import Persona
 from world.llm.ollama import ResponseError
 
-# what a read-ahead asks about: only the persona's fixed part, which comes before the delivery, is kept
-READ_AHEAD_DELIVERY = Delivery(prompt="", steps=0, sharpness=0.0, fidelity=0.0, wait_s=0.0)
 CONNECT_TRIES = 3             # attempts to reach the backend before an answer counts as failed
 BACKOFF_BASE_S = 0.5          # wait before the 2nd attempt, s; doubles after each failure
 
@@ -84,7 +82,7 @@ class LangChainFeedback:
 
     def __init__(self, chat: Runnable[LanguageModelInput, BaseMessage], name: str, logprobs: bool, *,
                  max_retries: int = 2, connect_tries: int = CONNECT_TRIES, backoff_base_s: float = BACKOFF_BASE_S,
-                 sleep: Callable[[float], None] = time.sleep, reads_ahead: bool = False) -> None:
+                 sleep: Callable[[float], None] = time.sleep) -> None:
         """Wrap a chat model.
 
         Args:
@@ -95,8 +93,6 @@ class LangChainFeedback:
             connect_tries: attempts per request when the server cannot be reached, count.
             backoff_base_s: wait before the second attempt, s; doubles after each failure.
             sleep: how to wait between attempts (wall clock, not simulated time).
-            reads_ahead: whether `read` asks the model: its server keeps many prompts in its cache (llama.cpp's
-                host-memory prompt cache), so a persona read ahead is still there when it first asks.
         """
         if max_retries < 0 or connect_tries < 1 or backoff_base_s < 0:
             raise ValueError(f"need max_retries >= 0, connect_tries >= 1, backoff_base_s >= 0; got {max_retries}, "
@@ -108,7 +104,6 @@ class LangChainFeedback:
         self.connect_tries = connect_tries
         self.backoff_base_s = backoff_base_s
         self._sleep = sleep
-        self.reads_ahead = reads_ahead
 
     def give_feedback(self, persona: Persona, delivery: Delivery) -> Feedback:
         """The persona's answer to a delivery; an unusable answer is returned invalid, never raised."""
@@ -153,19 +148,6 @@ class LangChainFeedback:
         return Feedback(text="", rating=None, expected_rating=None, raw=raw, latency_s=time.perf_counter() - start,
                         backend=self.name, valid=False,
                         error=f"no valid answer in {1 + self.max_retries} attempts: {'; '.join(errors)}")
-
-    def read(self, persona: Persona) -> None:
-        """Have the model read the persona's fixed part (instructions and example answers) into its prompt
-        cache: one request for a single token. Nothing when the backend does not read ahead; a read that fails
-        is dropped (the persona's first answer then reads the instructions itself)."""
-        if not self.reads_ahead:
-            return
-        try:
-            self.chat.invoke(feedback_messages(persona, READ_AHEAD_DELIVERY), max_tokens=1)
-        except openai.LengthFinishReasonError:
-            pass                  # the expected end: the one token allowed is not a whole answer
-        except Exception:         # noqa: BLE001 - unreachable, timed out, refused: the answer will tell
-            pass
 
     def _invoke(self, messages: Sequence[tuple[str, str]]) -> BaseMessage:
         """One request, tried again with exponential backoff while the server cannot be reached."""
