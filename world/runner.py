@@ -3,8 +3,9 @@
 `CityBlock.step()` is the world's slot: users move, the base station allocates, the clock runs, and the
 slot's own figures (`world.city.SLOT_METRICS`). The feedback service is not the world's: `SlotRunner`
 refits it on its cadence (`feedback.learned_refresh_slots`) and reads its statistics into the slot's
-row (`FEEDBACK_METRICS`). A run (`scenarios.run`), a training episode (`policies.env`) and a feedback
-fit (`scenarios.fit_feedback`) all go slot by slot through it, so the service is kept one way.
+row (`FEEDBACK_METRICS`). A run (`scenarios.run`) and a training episode (`policies.env`) go slot by
+slot through it, so the service is kept one way; a feedback fit (`scenarios.fit_feedback`) steps a bare
+block and refits once, at the end.
 """
 
 from __future__ import annotations
