@@ -35,7 +35,7 @@ def run_policy(path: Path, policy: str, checkpoint: Path | None, seeds: int) -> 
     import torch
 
     from policies.env import EVALUATION_SEED, AllocationEnv, episode_seed
-    from scenarios.assemble import LEARNERS, make_feedback, make_policy
+    from scenarios.assemble import LEARNERS, assemble
     from scenarios.train import TrainOptions, training_config
 
     torch.set_num_threads(1)
@@ -44,11 +44,11 @@ def run_policy(path: Path, policy: str, checkpoint: Path | None, seeds: int) -> 
         shipped = load_scenario(path).base_station.checkpoint
         chosen = str(checkpoint.resolve()) if checkpoint else shipped
         cfg = cfg.model_copy(update={"base_station": cfg.base_station.model_copy(update={"checkpoint": chosen})})
-    feedback, close = make_feedback(cfg, 0)
+    parts = assemble(cfg, 0)
     rows: list[dict[str, float]] = []
     try:
-        env = AllocationEnv(cfg, feedback)
-        agent = make_policy(cfg, 0, feedback)
+        env = AllocationEnv(cfg, parts.feedback)
+        agent = parts.policy
         for episode in range(seeds):
             obs, _ = env.reset(seed=episode_seed(EVALUATION_SEED, episode))     # blocks no training run has seen
             done = False
@@ -66,7 +66,7 @@ def run_policy(path: Path, policy: str, checkpoint: Path | None, seeds: int) -> 
                                  "steps": r.steps, "gpu_share": r.server_steps / r.steps, "power_w": r.power_w,
                                  "wait_s": r.wait_s, "phone_j": r.device_energy_j, "qoe": r.qoe})
     finally:
-        close()
+        parts.close()
     return rows
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,12 +29,51 @@ LEARNERS = {"gddpg": GDDPG, "ddpg": DDPG}     # the learners' classes, by their 
 assert tuple(LEARNERS) == LEARNER_NAMES
 
 
-def start_fit(cfg: ScenarioConfig) -> np.ndarray | None:
-    """The weights of the scenario's `feedback.learned_start` fit, checked; None when it names none.
+@dataclass
+class Assembly:
+    """A block's parts, each built once from its scenario: the base station's policy, the personas' feedback
+    service (None when they are silent) and `close`, which shuts the service's language model down."""
+
+    policy: AllocationPolicy
+    feedback: FeedbackService | None
+    close: Callable[[], None]
+
+
+def assemble(cfg: ScenarioConfig, seed: int, recorded: RecordedAnswers | None = None,
+             policy: AllocationPolicy | None = None) -> Assembly:
+    """The parts of the scenario's block; nothing is written.
+
+    The model files the scenario names are checked first (the base station's checkpoint, the feedback fit),
+    so a bad one is refused before a language model starts; then the feedback service starts, and
+    'optimum' plans on it.
+
+    Args:
+        cfg: the scenario.
+        seed: seeds the untrained learner, the answer noise and the random policy.
+        recorded: a resumed run's answers, served again while there are any before the model is asked.
+        policy: the caller's own policy instead of the scenario's (the learner that `train` trains).
 
     Raises:
-        ScenarioError: the fit is missing, unreadable or made for other features.
+        ScenarioError: a model file is missing, damaged or made for other features.
+        LlmSetupError: the language model cannot be started or reached.
     """
+    fit = _start_fit(cfg)
+    if policy is None and cfg.base_station.policy == "optimum":
+        if cfg.feedback.mode != "learned" and fit is None:
+            raise ScenarioError("policy 'optimum' plans on the learned persona-feedback model: set "
+                                "feedback.learned_start (make a fit with `python -m scenarios.fit_feedback`)")
+    elif policy is None:
+        policy = _policy(cfg, seed)
+    feedback, close = _feedback(cfg, seed, fit, recorded)
+    if policy is None:
+        planned = feedback if isinstance(feedback, LearnedFeedback) else \
+            LearnedFeedback(None, np.random.default_rng([seed, 3]), 0.0, 30, start=fit)
+        policy = OptimumPolicy(cfg, planned)
+    return Assembly(policy, feedback, close)
+
+
+def _start_fit(cfg: ScenarioConfig) -> np.ndarray | None:
+    """The weights of the scenario's `feedback.learned_start` fit, checked; None when it names none."""
     if not cfg.feedback.learned_start:
         return None
     try:
@@ -42,13 +82,10 @@ def start_fit(cfg: ScenarioConfig) -> np.ndarray | None:
         raise ScenarioError(f"feedback.learned_start: {exc}") from None
 
 
-def make_policy(cfg: ScenarioConfig, seed: int,
-                feedback: FeedbackService | None = None) -> AllocationPolicy:
-    """The base station's policy named in the scenario.
+def _policy(cfg: ScenarioConfig, seed: int) -> AllocationPolicy:
+    """The base station's policy named in the scenario, but 'optimum' (which plans on the feedback service).
 
     A learner (gddpg, ddpg) loads `base_station.checkpoint` when it names one, else starts untrained.
-    'optimum' plans on the learned persona-feedback model: the run's own when feedback is learned,
-    else the scenario's `feedback.learned_start` fit (a `Planner`: the base station hands it the requests).
     """
     name = cfg.base_station.policy
     if name in LEARNERS:
@@ -67,14 +104,6 @@ def make_policy(cfg: ScenarioConfig, seed: int,
         return learner
     if name == "greedy":
         return GreedyPolicy(cfg)
-    if name == "optimum":
-        if not isinstance(feedback, LearnedFeedback):
-            if not cfg.feedback.learned_start:
-                raise ScenarioError("policy 'optimum' plans on the learned persona-feedback model: set "
-                                    "feedback.learned_start (make a fit with `python -m scenarios.fit_feedback`)")
-            start = start_fit(cfg)
-            feedback = LearnedFeedback(None, np.random.default_rng([seed, 3]), 0.0, 30, start=start)
-        return OptimumPolicy(cfg, feedback)
     if name == "random":
         return RandomPolicy(np.random.default_rng([seed, 1]))
     return FixedPolicy()
@@ -108,16 +137,13 @@ def build_backends(cfg: LlmConfig, instances: int) -> tuple[list[FeedbackBackend
     return build(cfg, instances, lazy=True)
 
 
-def make_feedback(cfg: ScenarioConfig, seed: int, recorded: RecordedAnswers | None = None,
-                  ) -> tuple[FeedbackService | None, Callable[[], None]]:
-    """The personas' feedback service named in the scenario, and how to shut it down.
-
-    With `recorded`, the model's answers come from a resumed run's record while there is one.
-    """
+def _feedback(cfg: ScenarioConfig, seed: int, start: np.ndarray | None, recorded: RecordedAnswers | None,
+              ) -> tuple[FeedbackService | None, Callable[[], None]]:
+    """The personas' feedback service named in the scenario, starting from the fit `start`, and how to shut
+    it down. With `recorded`, the model's answers come from a resumed run's record while there is one."""
     fcfg = cfg.feedback
     if fcfg.mode == "silent":
         return None, lambda: None
-    start = start_fit(cfg)
     if fcfg.mode == "learned" and start is not None and fcfg.learned_live_share == 0:
         frozen = LearnedFeedback(None, np.random.default_rng([seed, 2]), 0.0, fcfg.learned_min_pairs, start=start)
         return frozen, frozen.close

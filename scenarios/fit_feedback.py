@@ -23,7 +23,7 @@ import numpy as np
 from policies.heuristics import RandomPolicy
 from scenarios.commands import Parser, add_debug_option, guarded, positive_int, scenario_path, seed_int
 from scenarios.loader import ScenarioError, load_scenario
-from scenarios.assemble import make_feedback
+from scenarios.assemble import assemble
 from world.city import CityBlock
 from world.feedback_model import LearnedFeedback
 
@@ -36,9 +36,10 @@ def fit(path: Path, slots: int, seed: int, out: Path, force: bool) -> int:
         "imagegen": cfg.imagegen.model_copy(update={"render": "profile"}),
         "feedback": cfg.feedback.model_copy(update={"mode": "learned", "learned_live_share": 1.0,
                                                     "learned_start": None})})
-    feedback, close = make_feedback(cfg, seed)
+    parts = assemble(cfg, seed, policy=RandomPolicy(np.random.default_rng([seed, 1])))
+    feedback, close = parts.feedback, parts.close
     assert isinstance(feedback, LearnedFeedback)
-    model = CityBlock(cfg, RandomPolicy(np.random.default_rng([seed, 1])), seed=seed, feedback=feedback)
+    model = CityBlock(cfg, parts.policy, seed=seed, feedback=feedback)
     started = time.perf_counter()
     try:
         for _ in range(slots):      # a bare block: the service is refitted once, at the end

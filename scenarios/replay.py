@@ -68,7 +68,7 @@ class RecordedAnswers:
     @property
     def _pool(self) -> FeedbackPool:
         if self.pool is None:
-            raise RuntimeError("RecordedAnswers is used before make_feedback gave it a pool")
+            raise RuntimeError("RecordedAnswers is used before assemble gave it a pool")
         return self.pool
 
     @property

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import IO, Callable
 
 from agents.persona import TRAITS
-from scenarios.assemble import make_feedback, make_policy, start_fit, with_seed_and_slots
+from scenarios.assemble import assemble, with_seed_and_slots
 from scenarios.loader import ScenarioError
 from scenarios.replay import RecordedAnswers, check_replay, cut_back, header, row_slot
 from scenarios.tables import REQUEST_FIELDS, USER_FIELDS, RunFolder, csv_text, read_table
@@ -161,9 +161,6 @@ def run_scenario(cfg: ScenarioConfig, steps: int | None = None, seed: int | None
     seed = cfg.seed if seed is None else seed
     steps = cfg.slots if steps is None else steps
     cfg = with_seed_and_slots(cfg, seed, steps)
-    # a bad checkpoint or fit is refused before the run folder is touched ('optimum' needs the feedback first)
-    policy = make_policy(cfg, seed) if cfg.base_station.policy != "optimum" else None
-    start_fit(cfg)
     recorded: list[dict[str, str]] = []
     answers: RecordedAnswers | None = None
     if resume:
@@ -187,19 +184,19 @@ def run_scenario(cfg: ScenarioConfig, steps: int | None = None, seed: int | None
         folder.refuse_occupied(force)
 
     done = len(recorded)
-    # the language model is started before the folder is made: a model that cannot start leaves nothing behind
-    feedback, close_feedback = make_feedback(cfg, seed, answers)
+    # the parts are built before the folder is made: a bad model file, or a language model that cannot
+    # start, leaves nothing behind
+    parts = assemble(cfg, seed, answers)
     try:
         if not resume:
             folder.create(force)
             folder.write_config(cfg)
         log(f"running {cfg.name}: {steps} slots of {cfg.slot_s:g} s, seed {seed}, run folder {out}"
             + (f" (resuming after slot {done})" if resume else ""))
-        policy = policy or make_policy(cfg, seed, feedback)
-        model = CityBlock(cfg, policy, feedback=feedback)
+        model = CityBlock(cfg, parts.policy, feedback=parts.feedback)
         run = SlotRunner(model)
     except BaseException:
-        close_feedback()
+        parts.close()
         raise
     tally = _Tally()
     writer: RunWriter | None = None
@@ -262,7 +259,7 @@ def run_scenario(cfg: ScenarioConfig, steps: int | None = None, seed: int | None
                 unclosed = exc
                 if status == "finished":
                     status, error = "failed", f"{type(exc).__name__}: {exc}"
-        close_feedback()
+        parts.close()
         if writer is not None or not resume:     # a resume refused before writing leaves run.json as it was
             try:
                 folder.write_state(status, steps, seed, error)

@@ -44,7 +44,7 @@ from policies.env import AllocationEnv, Outcome, episode_seed, run_episode as ru
 from scenarios.commands import EXIT_INTERRUPTED, Parser, add_debug_option, guarded, positive_int, scenario_path, seed_int
 from scenarios.curve import append_curve, read_curve, tail_mean, write_curve
 from scenarios.loader import ScenarioError, load_scenario
-from scenarios.assemble import LEARNERS, make_feedback, make_policy, start_fit
+from scenarios.assemble import LEARNERS, assemble
 from scenarios.tables import RunFolder
 from world.files import write_atomic
 from world.config import POLICIES, ScenarioConfig
@@ -101,8 +101,8 @@ def training_env(path: Path, seed: int = 0, feedback: str = "frozen", render: st
     opts = TrainOptions(policy="fixed", episodes=1, seed=seed, feedback=feedback, render=render,
                         max_requests=max_requests)   # the caller decides: the scenario's policy is never asked
     cfg = training_config(load_scenario(path), opts)
-    service, close = make_feedback(cfg, seed)
-    return AllocationEnv(cfg, service, max_requests), close
+    parts = assemble(cfg, seed)
+    return AllocationEnv(cfg, parts.feedback, max_requests), parts.close
 
 
 def run_episode(env: AllocationEnv, policy: Any, learner: DDPG | None, opts: TrainOptions, seed: int,
@@ -150,12 +150,11 @@ def train(path: Path, opts: TrainOptions, out: Path, resume: bool = False, force
     """
     torch.set_num_threads(opts.threads)
     cfg = training_config(load_scenario(path), opts)
-    start_fit(cfg)      # a fit for other features is refused before the run folder is touched
     folder = RunFolder(out, "training")
     last = folder.checkpoint
     learner: DDPG | None = None
     start_episode = 0
-    curve: list[dict[str, float]] = []
+    extra: dict[str, Any] = {}
     if resume and not folder.options.is_file():
         raise ScenarioError(f"--resume: '{out}' holds no training run (no train.json); start without --resume")
     finished = read_curve(folder.curve) if resume else []
@@ -176,24 +175,32 @@ def train(path: Path, opts: TrainOptions, out: Path, resume: bool = False, force
         except CheckpointError as exc:
             raise ScenarioError(f"--resume: {exc}") from None
         start_episode = int(extra.get("episode", -1)) + 1
-        curve = [r for r in read_curve(folder.curve) if r["episode"] < start_episode]
-        write_curve(folder.curve, curve)
     else:
-        folder.create(force or fresh)
-        extra: dict[str, Any] = {}
+        folder.refuse_occupied(force or fresh)
         if opts.policy in LEARNERS:
             learner = LEARNERS[opts.policy](seed=opts.seed)
-        folder.write_config(cfg)
-        folder.write_options({**opts.__dict__, "scenario": str(path), "feedback_mode": cfg.feedback.mode,
-                              "learned_live_share": cfg.feedback.learned_live_share,
-                              "learned_start": cfg.feedback.learned_start,
-                              "hyperparameters": learner.config if learner is not None else {}})
-
-    feedback, close_feedback = make_feedback(cfg, opts.seed)
-    if "feedback" in extra and isinstance(feedback, LearnedFeedback):
-        feedback.restore(extra["feedback"])
-    env = AllocationEnv(cfg, feedback, opts.max_requests)
-    policy = learner if learner is not None else make_policy(cfg, opts.seed, feedback=feedback)
+    # the parts are built before the folder is written: a bad fit, or a language model that cannot start,
+    # leaves it as it was
+    parts = assemble(cfg, opts.seed, policy=learner)
+    feedback, policy = parts.feedback, parts.policy
+    curve: list[dict[str, float]] = []
+    try:
+        if resume and not fresh:
+            curve = [r for r in finished if r["episode"] < start_episode]
+            write_curve(folder.curve, curve)
+        else:
+            folder.create(force or fresh)
+            folder.write_config(cfg)
+            folder.write_options({**opts.__dict__, "scenario": str(path), "feedback_mode": cfg.feedback.mode,
+                                  "learned_live_share": cfg.feedback.learned_live_share,
+                                  "learned_start": cfg.feedback.learned_start,
+                                  "hyperparameters": learner.config if learner is not None else {}})
+        if "feedback" in extra and isinstance(feedback, LearnedFeedback):
+            feedback.restore(extra["feedback"])
+        env = AllocationEnv(cfg, feedback, opts.max_requests)
+    except BaseException:
+        parts.close()
+        raise
     rng = np.random.default_rng([opts.seed, 7])      # the learner's random actions before learning starts
     if "train_rng" in extra:
         rng.bit_generator.state = json.loads(extra["train_rng"])
@@ -222,7 +229,7 @@ def train(path: Path, opts: TrainOptions, out: Path, resume: bool = False, force
             write_atomic(last, unsaved)
         raise
     finally:
-        close_feedback()
+        parts.close()
     if learner is not None:
         learner.save(folder.policy, {"episode": opts.episodes - 1, "scenario": cfg.name}, with_buffer=False)
     if curve:

@@ -87,10 +87,11 @@ def test_phone_finish_sends_latents_not_the_image():
 def test_real_rendering_draws_and_judges_images_finished_on_the_phone(tmp_path, monkeypatch):
     # every step on the phone: the GPU runs nothing, yet every delivered image is drawn by the model, judged,
     # rated by its persona and shown on the image sheet (no placeholder tile)
+    import scenarios.assemble as assemble_module
     import scenarios.run as run_module
     from scenarios.sheet import SheetSampler
 
-    monkeypatch.setattr(run_module, "make_policy", lambda *args: FixedPolicy(steps=1.0, server_share=0.0))
+    monkeypatch.setattr(assemble_module, "FixedPolicy", lambda: FixedPolicy(steps=1.0, server_share=0.0))
 
     cfg = shipped({"users": {"count": 6, "request_rate_per_s": 0.3}, "base_station": {"max_steps": 10, "min_steps": 5},
                    "feedback": {"mode": "learned", "learned_live_share": 0.0}, "imagegen": {"render": "real"}})
