@@ -37,14 +37,14 @@ def test_smoke_city_block_seed_42(tmp_path: Path) -> None:
     out = tmp_path / "run"
     # the fixed base station: the trained one hands steps to the phones, whose images take ~40 s
     # a bound on a hang, not a speed test: each persona's first answer reads its whole rubric and examples
-    done = cli("scenarios.city_block", "--steps", "20", "--seed", "42", "--policy", "fixed", "--out", str(out),
+    done = cli("scenarios.city_block", "--steps", "10", "--seed", "42", "--policy", "fixed", "--out", str(out),
                timeout_s=1200)
     assert done.returncode == 0, done.stderr
     assert f"run folder: {out}" in done.stdout
     slots = rows(out / "slots.csv")
-    assert [int(r["slot"]) for r in slots] == list(range(1, 21))
+    assert [int(r["slot"]) for r in slots] == list(range(1, 11))
     requests = rows(out / "requests.csv")
-    assert requests, "20 s of 30 users at 0.02/s should finish some requests"
+    assert len(requests) >= 2, "10 s of 30 users at 0.02/s should finish a few requests"
     for r in requests:
         assert float(r["issued_s"]) <= float(r["started_s"]) <= float(r["finished_s"]) <= float(r["delivered_s"])
         assert float(r["delivered_s"]) <= float(r["feedback_s"])
@@ -54,14 +54,14 @@ def test_smoke_city_block_seed_42(tmp_path: Path) -> None:
     assert all(r["feedback_text"].strip() and 1 <= int(r["rating"]) <= 5 for r in valid)
     assert all(0.0 <= float(r["qoe"]) <= 1.0 for r in valid)
     # requests.csv also holds the requests finished after the last slot (no new requests then)
-    in_slots = [r for r in valid if int(r["finished_slot"]) <= 20]
+    in_slots = [r for r in valid if int(r["finished_slot"]) <= 10]
     assert sum(float(r["total_qoe"]) for r in slots) == pytest.approx(sum(float(r["qoe"]) for r in in_slots))
     saved = yaml.safe_load((out / "config.yaml").read_text())
-    assert saved["seed"] == 42 and saved["slots"] == 20
+    assert saved["seed"] == 42 and saved["slots"] == 10
     shipped_cfg = load_scenario(CITY_BLOCK)
     fixed = shipped_cfg.base_station.model_copy(update={"policy": "fixed", "checkpoint": None})
     assert load_scenario(out / "config.yaml").model_dump() == shipped_cfg.model_copy(
-        update={"slots": 20, "base_station": fixed}).model_dump()
+        update={"slots": 10, "base_station": fixed}).model_dump()
 
 
 def test_same_seed_same_metrics_other_seed_differs(tmp_path: Path) -> None:
@@ -160,22 +160,6 @@ def test_interrupted_run_keeps_every_finished_slot(tmp_path: Path) -> None:
     slots = rows(tmp_path / "r" / "slots.csv")
     assert [int(r["slot"]) for r in slots] == list(range(1, 31))   # progress lines come every 10 slots
     assert load_scenario(tmp_path / "r" / "config.yaml").slots == 100
-
-
-@pytest.mark.llm
-def test_repeated_run_is_served_from_the_cache(tmp_path: Path) -> None:
-    # the fast model: this test is about the cache, not about what the personas say
-    cfg = scenario(mode="live", cache=str(tmp_path / "feedback.sqlite"), llm={"model": "qwen2.5-coder-0.5b"})
-    quiet = lambda line: None  # noqa: E731
-    first = run_scenario(cfg, steps=20, seed=3, out=tmp_path / "a", log=quiet)
-    second = run_scenario(cfg, steps=20, seed=3, out=tmp_path / "b", log=quiet)
-    assert first.llm_calls > 0 and first.requests_rated > 0
-    # calls still running when the last slot ends finish (and are cached) as the run closes
-    assert second.llm_calls == 0 and second.cache_hits >= first.llm_calls
-    ratings = [[(r["request_id"], r["rating"], r["feedback_text"]) for r in rows(tmp_path / d / "requests.csv")]
-               for d in "ab"]
-    assert ratings[0] == ratings[1]
-    assert float(rows(tmp_path / "b" / "slots.csv")[-1]["cache_hit_rate"]) == 1.0
 
 
 def test_unreachable_ollama_exits_2_with_what_to_do(tmp_path: Path) -> None:

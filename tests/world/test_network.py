@@ -1,8 +1,10 @@
 """The program talks to nothing but 127.0.0.1 (and a configured Ollama host), fetches nothing from a
-model hub, and never executes prompts or feedback or uses them as file paths."""
+model hub, never asks the model an answer its cache holds, and never executes prompts or feedback or uses them
+as file paths."""
 
 from __future__ import annotations
 
+import csv
 import ipaddress
 import os
 import socket
@@ -71,19 +73,33 @@ class Guard:
 
 
 @pytest.mark.llm
-def test_a_live_run_with_real_images_talks_only_to_this_machine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_live_run_talks_only_to_this_machine_and_its_rerun_comes_from_the_cache(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # a proxy in the environment must not see the prompts sent to the embedded model
     monkeypatch.setenv("HTTP_PROXY", "http://proxy.invalid:9")
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:9")
     monkeypatch.setenv("ALL_PROXY", "http://proxy.invalid:9")
     guard = Guard(monkeypatch)
-    cfg = shipped({"feedback": {"mode": "live", "cache": None, "think_s": [0.5, 1.0],
+    cfg = shipped({"feedback": {"mode": "live", "cache": str(tmp_path / "feedback.sqlite"), "think_s": [0.5, 1.0],
                                 "llm": {"model": "qwen2.5-coder-0.5b"}},      # the fast model: about the network
                    "imagegen": {"render": "real"}, "users": {"count": 6, "request_rate_per_s": 0.1}})
-    result = run_scenario(cfg, steps=20, out=tmp_path / "r", log=lambda line: None)
-    assert result.llm_calls > 0 and result.requests_rated > result.feedback_failed
+    first = run_scenario(cfg, steps=20, seed=3, out=tmp_path / "a", log=lambda line: None)
+    assert first.llm_calls > 0 and first.requests_rated > first.feedback_failed
     assert guard.connected, "the LLM client reached the embedded server over the loopback"
+    # the same run again: every answer comes from the cache, the model is never asked
+    second = run_scenario(cfg, steps=20, seed=3, out=tmp_path / "b", log=lambda line: None)
+    # calls still running when the last slot ends finish (and are cached) as the run closes
+    assert second.llm_calls == 0 and second.cache_hits >= first.llm_calls
+    ratings = [[(r["request_id"], r["rating"], r["feedback_text"]) for r in rows(tmp_path / d / "requests.csv")]
+               for d in "ab"]
+    assert ratings[0] == ratings[1]
+    assert float(rows(tmp_path / "b" / "slots.csv")[-1]["cache_hit_rate"]) == 1.0
     assert guard.outside() == []
+
+
+def rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
 
 
 class HostileBackend(ScriptedBackend):

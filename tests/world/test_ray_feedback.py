@@ -18,7 +18,7 @@ from tests.shipped import shipped
 from tests.world.ollama_compat import OllamaCompatServer
 from tests.world.scripted import BuildBroken, BuildRaising, BuildScripted, ScriptedBackend
 from world.feedback import FeedbackPool
-from world.llm import EmbeddedServer, LlmConfig, LlmSetupError, build_backends
+from world.llm import EmbeddedServer, LlmConfig, LlmSetupError
 from world.ray_feedback import build_ray_backends, ray_backends
 
 ray = pytest.importorskip("ray", reason="Ray is the optional extra: pip install -e '.[ray]' (make setup does)")
@@ -29,7 +29,6 @@ PERSONAS = [Persona(name, BigFive(openness=o, conscientiousness=0.5, extraversio
 DELIVERIES = [Delivery(prompt="a red circle on a blue background", steps=s, sharpness=sh, fidelity=fi, wait_s=w)
               for s, sh, fi, w in ((40, 0.95, 0.9, 2.0), (6, 0.2, 0.3, 14.0))]
 QUESTIONS = [(p, d) for p in PERSONAS for d in DELIVERIES]
-ASKED = QUESTIONS[::3]       # the real model: a calm persona with a good image, an anxious one with a bad one
 
 
 def answers(pool: FeedbackPool, questions: list[tuple[Persona, Delivery]] = QUESTIONS) -> list[Feedback]:
@@ -89,28 +88,6 @@ def test_without_ray_the_setting_says_how_to_install_it(monkeypatch: pytest.Monk
 
 
 @pytest.mark.llm
-def test_embedded_model_in_actors_answers_as_the_local_model(ray_local: None, pytestconfig: pytest.Config) -> None:
-    # the fast model; no prompt cache, whose reuse of what a server computed before moves expected ratings
-    # in their third decimal: here every answer must be the same wherever it is made
-    cfg = LlmConfig(model="qwen2.5-coder-0.5b", prompt_cache=False,
-                    cache_dir=str(pytestconfig.rootpath / ".cache/aigcsim"))
-    backends, close = build_backends(cfg, 1)
-    try:
-        local = [backends[0].give_feedback(p, d) for p, d in ASKED]
-    finally:
-        close()
-    remote_backends, close = build_ray_backends(cfg, 2)
-    pool = FeedbackPool(remote_backends, backend_id="embedded", sampling={})
-    try:
-        remote = answers(pool, ASKED)
-    finally:
-        pool.close()
-        close()
-    assert all(a.valid and a.rating in RATINGS for a in local), local
-    assert [same(a) for a in remote] == [same(a) for a in local]
-
-
-@pytest.mark.llm
 def test_an_ollama_client_in_an_actor_reaches_the_server(ray_local: None, llm_server: EmbeddedServer) -> None:
     compat = OllamaCompatServer(llm_server.chat_completion, "qwen2.5:0.5b")
     try:
@@ -126,12 +103,15 @@ def test_an_ollama_client_in_an_actor_reaches_the_server(ray_local: None, llm_se
 
 @pytest.mark.llm
 def test_a_run_with_feedback_on_ray_equals_the_local_run(ray_local: None, tmp_path: Path) -> None:
-    """Same seed, no cache: every request and every answer is the same wherever the model runs."""
+    """Same seed, no cache: every request and every answer of the real model is the same wherever it runs
+    (two instances in actors, two local ones)."""
     tables = {}
     for serve in ("local", "ray"):
         cfg = shipped({"users": {"count": 4, "request_rate_per_s": 0.1}, "imagegen": {"render": "profile"},
                        "feedback": {"mode": "live", "serve": serve, "instances": 2, "cache": None,
-                                    # see the test above; the fast model: this is about where it runs
+                                    # no prompt cache: its reuse of what a server computed before moves
+                                    # expected ratings in their third decimal; the fast model: this is
+                                    # about where it runs
                                     "llm": {"prompt_cache": False, "model": "qwen2.5-coder-0.5b"}}})
         run_scenario(cfg, steps=20, seed=7, out=tmp_path / serve, log=lambda line: None)
         with (tmp_path / serve / "requests.csv").open(newline="") as f:
