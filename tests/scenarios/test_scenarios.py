@@ -58,7 +58,7 @@ def test_scenarios_differ_where_a_researcher_cares() -> None:
 @pytest.mark.llm
 def test_smoke_suburb_with_the_real_language_model(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    done = subprocess.run([sys.executable, "-m", "scenarios", "run", "suburb", "--steps", "20", "--out", str(out)],
+    done = subprocess.run([sys.executable, "-m", "scenarios", "run", "suburb", "--steps", "10", "--out", str(out)],
                           cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     assert "\x1b" not in done.stdout and f"run folder: {out}" in done.stdout

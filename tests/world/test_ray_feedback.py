@@ -113,7 +113,7 @@ def test_a_run_with_feedback_on_ray_equals_the_local_run(ray_local: None, tmp_pa
                                     # expected ratings in their third decimal; the fast model: this is
                                     # about where it runs
                                     "llm": {"prompt_cache": False, "model": "qwen2.5-coder-0.5b"}}})
-        run_scenario(cfg, steps=20, seed=7, out=tmp_path / serve, log=lambda line: None)
+        run_scenario(cfg, steps=10, seed=7, out=tmp_path / serve, log=lambda line: None)
         with (tmp_path / serve / "requests.csv").open(newline="") as f:
             tables[serve] = [{k: v for k, v in row.items() if "latency" not in k} for row in csv.DictReader(f)]
     rated = [r for r in tables["local"] if r["feedback_valid"] == "True"]
