@@ -111,8 +111,10 @@ def test_a_run_with_feedback_on_ray_equals_the_local_run(ray_local: None, tmp_pa
                        "feedback": {"mode": "live", "serve": serve, "instances": 2, "cache": None,
                                     # no prompt cache: its reuse of what a server computed before moves
                                     # expected ratings in their third decimal; the fast model: this is
-                                    # about where it runs
-                                    "llm": {"prompt_cache": False, "model": "qwen2.5-coder-0.5b"}}})
+                                    # about where it runs; a bound on a hang, not on speed, so that an
+                                    # answer slowed by a busy machine is not failed in one run alone
+                                    "llm": {"prompt_cache": False, "model": "qwen2.5-coder-0.5b",
+                                            "timeout_s": 900.0}}})
         run_scenario(cfg, steps=10, seed=7, out=tmp_path / serve, log=lambda line: None)
         with (tmp_path / serve / "requests.csv").open(newline="") as f:
             tables[serve] = [{k: v for k, v in row.items() if "latency" not in k} for row in csv.DictReader(f)]
