@@ -11,6 +11,14 @@ if TYPE_CHECKING:
     from world.llm import EmbeddedServer
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Files with tests of the real model first, each file's tests kept together and in order: they are the
+    longest files, and with two workers (`-n 2 --dist loadfile`) a long file started last leaves one core idle
+    while the other finishes it."""
+    heavy = {item.path for item in items if item.get_closest_marker("llm")}
+    items.sort(key=lambda item: item.path not in heavy)    # stable: files and their tests keep their order
+
+
 # --- LLM (tests marked `llm`; deselect them with `-m "not llm"`) ---------------------------------
 
 

@@ -19,7 +19,7 @@ import scenarios.assemble as assemble_module
 from agents.feedback import Delivery, Feedback
 from agents.persona import Persona
 from scenarios.run import run_scenario
-from tests.shipped import ROOT, shipped
+from tests.shipped import HANG_S, ROOT, shipped
 from tests.world.scripted import ScriptedBackend
 
 HOSTILE_PROMPTS = ("$(touch pwned-subshell)", "`touch pwned-backtick`", "../../../pwned-path",
@@ -83,7 +83,7 @@ def test_a_live_run_talks_only_to_this_machine_and_its_rerun_comes_from_the_cach
     cfg = shipped({"feedback": {"mode": "live", "cache": str(tmp_path / "feedback.sqlite"), "think_s": [0.5, 1.0],
                                 # the fast model: about the network; a bound on a hang, not on speed (an
                                 # answer that a busy machine slows past it would be failed and not cached)
-                                "llm": {"model": "qwen2.5-coder-0.5b", "timeout_s": 900.0}},
+                                "llm": {"model": "qwen2.5-coder-0.5b", "timeout_s": HANG_S}},
                    "imagegen": {"render": "real"}, "users": {"count": 6, "request_rate_per_s": 0.1}})
     first = run_scenario(cfg, steps=20, seed=3, out=tmp_path / "a", log=lambda line: None)
     assert first.llm_calls > 0 and first.requests_rated > first.feedback_failed
