@@ -109,24 +109,6 @@ def _policy(cfg: ScenarioConfig, seed: int) -> AllocationPolicy:
     return FixedPolicy()
 
 
-def with_options(cfg: ScenarioConfig, policy: str | None, checkpoint: Path | None) -> ScenarioConfig:
-    """The scenario with --policy and --checkpoint applied; a checkpoint only goes with a learner."""
-    bs = cfg.base_station
-    if policy is not None and policy != bs.policy:
-        # another policy than the scenario's: the scenario's checkpoint belongs to its own policy
-        bs = bs.model_copy(update={"policy": policy, "checkpoint": None})
-    if checkpoint is not None:
-        if bs.policy not in LEARNERS:
-            raise ScenarioError(
-                f"--checkpoint {checkpoint}: policy '{bs.policy}' is a heuristic and loads no weights; "
-                f"checkpoints belong to the learners ({', '.join(LEARNERS)}): add --policy gddpg or --policy ddpg")
-        if not checkpoint.is_file():
-            raise ScenarioError(f"--checkpoint {checkpoint}: no such file; give a checkpoint written by "
-                                f"`python -m scenarios.train` (its run folder's policy.pt)")
-        bs = bs.model_copy(update={"checkpoint": str(checkpoint.resolve())})
-    return cfg.model_copy(update={"base_station": bs})
-
-
 def build_backends(cfg: LlmConfig, instances: int) -> tuple[list[FeedbackBackend], Callable[[], None]]:
     """`world.llm.build_backends`, imported only when a language model is started (LangChain, the OpenAI
     client and llama.cpp take over a second to import, which a run from the answer cache or a frozen
@@ -144,7 +126,7 @@ def _feedback(cfg: ScenarioConfig, seed: int, start: np.ndarray | None, recorded
     fcfg = cfg.feedback
     if fcfg.mode == "silent":
         return None, lambda: None
-    if fcfg.mode == "learned" and start is not None and fcfg.learned_live_share == 0:
+    if not fcfg.asks_model:                     # learned, frozen on its start fit
         frozen = LearnedFeedback(None, np.random.default_rng([seed, 2]), 0.0, fcfg.learned_min_pairs, start=start)
         return frozen, frozen.close
     if fcfg.serve == "ray":

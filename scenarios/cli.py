@@ -19,11 +19,12 @@ from typing import TYPE_CHECKING
 
 from scenarios.commands import (EXIT_FAILED, EXIT_INTERRUPTED, Parser, add_debug_option, guarded, positive_int,
                                 scenario_path, seed_int)
-from scenarios.loader import SHIPPED, ScenarioError, load_scenario, parse_scenario
+from scenarios.loader import SHIPPED, ScenarioError, load_scenario, parse_scenario, with_options
 from scenarios.reference import reference_markdown, shipped_scenarios
 from scenarios.report import ascii_only
 from scenarios.sweep_cli import add_sweep_parser, sweep_command
 from world.config import NAME, POLICIES
+from world.llm_config import ollama_host
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -67,14 +68,6 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _run(path: Path | None, args: argparse.Namespace, prog: str) -> int:
-    from rich.console import Console
-
-    from scenarios.live import LiveView
-    from scenarios.report import write_report
-    from scenarios.sheet import SheetSampler
-    from scenarios.assemble import with_options
-    from scenarios.replay import resume_config
-    from scenarios.run import FeedbackFailed, default_run_dir, run_scenario
     from scenarios.tables import RunFolder, read_table
 
     if args.resume is not None:
@@ -84,10 +77,20 @@ def _run(path: Path | None, args: argparse.Namespace, prog: str) -> int:
         if given:
             raise ScenarioError(f"--resume goes on with the run as it started: drop {', '.join(given)} "
                                 f"(only --steps, --fail-fast, --no-live and --debug go with --resume)")
-        cfg, out = resume_config(args.resume), args.resume
+        cfg = RunFolder(args.resume).read_config()
     else:
         cfg = with_options(load_scenario(path), args.policy, args.checkpoint)
-        out = args.out or default_run_dir(cfg, cfg.seed if args.seed is None else args.seed)
+    if cfg.feedback.asks_model and cfg.feedback.llm.backend == "ollama":
+        ollama_host(cfg.feedback.llm)       # a malformed address is said now, not after seconds of imports
+
+    from rich.console import Console
+
+    from scenarios.live import LiveView
+    from scenarios.report import write_report
+    from scenarios.run import FeedbackFailed, default_run_dir, run_scenario
+    from scenarios.sheet import SheetSampler
+
+    out = args.resume or args.out or default_run_dir(cfg, cfg.seed if args.seed is None else args.seed)
     seed = cfg.seed if args.seed is None else args.seed
     steps = cfg.slots if args.steps is None else args.steps
     console = Console()

@@ -1,4 +1,5 @@
-"""Scenario YAML -> `ScenarioConfig`, with errors a person can act on."""
+"""Scenario YAML -> `ScenarioConfig`, with errors a person can act on; the command line's --policy and --checkpoint
+applied to one (`with_options`)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from world.config import ScenarioConfig
+from world.config import LEARNER_NAMES, ScenarioConfig
 
 SHIPPED = Path(__file__).resolve().parent
 MAX_CHARS = 1_000_000     # a scenario is a few kB; the limit bounds the YAML parser's time (about 3 s a MB)
@@ -251,3 +252,21 @@ def _show(value: Any) -> str:
 
 def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def with_options(cfg: ScenarioConfig, policy: str | None, checkpoint: Path | None) -> ScenarioConfig:
+    """The scenario with --policy and --checkpoint applied; a checkpoint only goes with a learner."""
+    bs = cfg.base_station
+    if policy is not None and policy != bs.policy:
+        # another policy than the scenario's: the scenario's checkpoint belongs to its own policy
+        bs = bs.model_copy(update={"policy": policy, "checkpoint": None})
+    if checkpoint is not None:
+        if bs.policy not in LEARNER_NAMES:
+            raise ScenarioError(
+                f"--checkpoint {checkpoint}: policy '{bs.policy}' is a heuristic and loads no weights; "
+                f"checkpoints belong to the learners ({', '.join(LEARNER_NAMES)}): add --policy gddpg or --policy ddpg")
+        if not checkpoint.is_file():
+            raise ScenarioError(f"--checkpoint {checkpoint}: no such file; give a checkpoint written by "
+                                f"`python -m scenarios.train` (its run folder's policy.pt)")
+        bs = bs.model_copy(update={"checkpoint": str(checkpoint.resolve())})
+    return cfg.model_copy(update={"base_station": bs})

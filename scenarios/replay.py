@@ -20,7 +20,6 @@ from world.files import write_atomic
 from world.runner import ROW_METRICS
 
 if TYPE_CHECKING:
-    from world.config import ScenarioConfig
     from world.feedback import FeedbackPool
     from world.runner import SlotRunner
 
@@ -87,11 +86,6 @@ class RecordedAnswers:
 
     def close(self) -> None:
         self._pool.close()
-
-
-def resume_config(out: Path) -> ScenarioConfig:
-    """The scenario of the run in folder `out`, as it was resolved when the run started (its config.yaml)."""
-    return RunFolder(out).read_config()
 
 
 def check_replay(run: SlotRunner, row: dict[str, str], folder: RunFolder) -> None:

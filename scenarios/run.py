@@ -149,7 +149,7 @@ def run_scenario(cfg: ScenarioConfig, steps: int | None = None, seed: int | None
         observer: called with the run (`SlotRunner`: the model and the slot's row) after every slot (and its
             files) is finished; the live view reads it there. It must not change the model.
         log_every_s: wall-clock seconds between progress lines at the latest.
-        resume: go on with the interrupted run in `out` (its config.yaml is `cfg`, see `resume_config`):
+        resume: go on with the interrupted run in `out` (its config.yaml is `cfg`, see `RunFolder.read_config`):
             replay its finished slots, check them against slots.csv, then run the rest.
         progress: where the periodic slot lines go; default `log` (a live view counts slots itself).
 

@@ -13,8 +13,8 @@ from typing import Any
 
 import yaml
 
-from scenarios.assemble import with_options, with_seed_and_slots
-from scenarios.loader import ScenarioError, load_scenario, parse_value
+from scenarios.assemble import with_seed_and_slots
+from scenarios.loader import ScenarioError, load_scenario, parse_value, with_options
 from world.config import MAX_SEED, POLICIES, ScenarioConfig
 
 FOLDER_CHARS = re.compile(r"[^A-Za-z0-9_.=+-]+")

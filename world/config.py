@@ -232,6 +232,12 @@ class FeedbackConfig(BaseModel):
     def _file_path(cls, path: str | None) -> str | None:
         return file_path(path)
 
+    @property
+    def asks_model(self) -> bool:
+        """Whether a run starts the language model: live, or learned unless frozen on its start fit."""
+        return self.mode == "live" or (
+            self.mode == "learned" and not (self.learned_start and self.learned_live_share == 0))
+
 
 class ScenarioConfig(BaseModel):
     """A whole scenario."""

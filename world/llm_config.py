@@ -1,9 +1,12 @@
-"""How persona feedback reaches a language model (YAML `feedback.llm`), and the error a backend raises when it
-cannot be set up. Plain pydantic: checking a scenario imports no language-model library (`world.llm` runs them).
+"""How persona feedback reaches a language model (YAML `feedback.llm`), where an Ollama server is, and the error
+a backend raises when it cannot be set up. Plain pydantic: checking a scenario imports no language-model library
+(`world.llm` runs them).
 """
 
 from __future__ import annotations
 
+import os
+import urllib.parse
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -67,3 +70,25 @@ class LlmConfig(BaseModel):
             raise ValueError(f"max_tokens ({self.max_tokens}) must be less than context_tokens "
                              f"({self.context_tokens}): the instructions need room too")
         return self
+
+
+def ollama_host(cfg: LlmConfig) -> str:
+    """The Ollama server URL: cfg.ollama_host, else OLLAMA_HOST, else the default; scheme and port filled in."""
+    host = (cfg.ollama_host or os.environ.get("OLLAMA_HOST") or DEFAULT_OLLAMA_HOST).strip().rstrip("/")
+    if "://" not in host:                              # OLLAMA_HOST is often "0.0.0.0:11434" or "localhost"
+        host = "http://" + host
+    scheme, rest = host.split("://", 1)
+    if ":" not in rest.split("/", 1)[0].rsplit("]", 1)[-1]:
+        netloc, _, path = rest.partition("/")
+        rest = f"{netloc}:{11434 if scheme == 'http' else 443}" + (f"/{path}" if path else "")
+    url = f"{scheme}://{rest}"
+    where = "feedback.llm.ollama_host" if cfg.ollama_host else "OLLAMA_HOST"
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port                                     # noqa: B018  # raises for a port outside 0-65535
+    except ValueError as exc:
+        raise LlmSetupError(f"{where} = {url!r} is not an address ({exc}); give one like "
+                            f"{DEFAULT_OLLAMA_HOST}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in url):
+        raise LlmSetupError(f"{where} = {url!r} is not an http(s) address; give one like {DEFAULT_OLLAMA_HOST}")
+    return url

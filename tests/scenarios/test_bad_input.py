@@ -17,6 +17,7 @@ import torch
 
 from policies.ddpg import DDPG
 from scenarios import cli, fit_feedback, train
+from scenarios.loader import load_scenario
 from tests.shipped import ROOT, silent_copy
 
 Command = Callable[[list[str]], int]
@@ -163,3 +164,16 @@ def test_a_malformed_ollama_host_exits_2_naming_it(work: Path, host: str) -> Non
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert done.stderr.startswith("error: OLLAMA_HOST = ") and len(done.stderr.strip().splitlines()) == 1
     assert not (work / "n6").exists()
+
+
+def test_a_malformed_ollama_host_is_no_matter_to_a_run_that_asks_no_model(
+        work: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    frozen = work / "frozen-ollama.yaml"       # learned, frozen on the shipped fit: no model is started
+    frozen.write_text((work / "city_block.yaml").read_text().replace("  mode: silent", "  mode: learned", 1)
+                      .replace("    backend: embedded", "    backend: ollama", 1)
+                      .replace("  learned_start:", "  learned_live_share: 0.0\n  learned_start:", 1))
+    monkeypatch.setenv("OLLAMA_HOST", "http://[bad")
+    assert cli.main(["run", str(frozen), "--steps", "2", "--out", str(work / "n7"), "--no-live"]) == 0, \
+        capsys.readouterr().err
+    ran = load_scenario(work / "n7" / "config.yaml").feedback
+    assert (work / "n7" / "slots.csv").is_file() and ran.mode == "learned" and ran.llm.backend == "ollama"

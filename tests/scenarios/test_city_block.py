@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from scenarios.cli import main
 from scenarios.loader import load_scenario
 from scenarios.run import run_scenario
 from tests.shipped import CITY_BLOCK, ROOT, shipped, silent_copy
@@ -24,6 +25,15 @@ def scenario(**feedback: object) -> ScenarioConfig:
 
 def cli(*args: str, cwd: Path = ROOT, timeout_s: float = 900) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout_s)
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> subprocess.CompletedProcess[str]:
+    """`python -m scenarios ARGS` in this process (the interpreter's start, torch's import among it, is
+    paid once per test process, not once per call): the exit status and what it printed."""
+    capsys.readouterr()
+    status = main(list(args))
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(["python", "-m", "scenarios", *args], status, out, err)
 
 
 def rows(path: Path) -> list[dict[str, str]]:
@@ -102,12 +112,12 @@ def test_the_shipped_base_station_uses_the_gpu_and_rates_within_five_slots(tmp_p
     assert float(result.mean_wait_s) <= 10.0          # the GPU's steps, not the phone's 0.8 s each
 
 
-def test_run_and_validate_any_file(tmp_path: Path) -> None:
+def test_run_and_validate_any_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     authored = tmp_path / "mine.yaml"
     authored.write_text(silent_copy(tmp_path).read_text().replace("mobility: manhattan", "mobility: random_waypoint"))
     checked = cli("scenarios", "validate", str(authored))
     assert checked.returncode == 0 and "valid" in checked.stdout
-    ran = cli("scenarios", "run", str(authored), "--steps", "5", "--out", str(tmp_path / "r"))
+    ran = run_cli(capsys, "run", str(authored), "--steps", "5", "--out", str(tmp_path / "r"))
     assert ran.returncode == 0, ran.stderr
     assert len(rows(tmp_path / "r" / "slots.csv")) == 5
 
@@ -118,31 +128,31 @@ def test_run_and_validate_any_file(tmp_path: Path) -> None:
     (("users:", "users: [\n"), "not valid YAML"),
 ])
 def test_bad_input_exits_2_with_one_message_and_no_traceback(tmp_path: Path, edit: tuple[str, str],
-                                                             expected: str) -> None:
+                                                             expected: str, capsys: pytest.CaptureFixture[str]) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text(CITY_BLOCK.read_text().replace(*edit, 1))
-    for args in (("validate", str(bad)), ("run", str(bad), "--out", str(tmp_path / "r"))):
-        done = cli("scenarios", *args)
+    for done in (cli("scenarios", "validate", str(bad)),
+                 run_cli(capsys, "run", str(bad), "--out", str(tmp_path / "r"))):
         assert done.returncode == 2
         assert expected in done.stderr
         assert "Traceback" not in done.stderr
     assert not (tmp_path / "r").exists()
 
 
-def test_missing_file_exits_2(tmp_path: Path) -> None:
-    done = cli("scenarios", "run", str(tmp_path / "nope.yaml"))
+def test_missing_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    done = run_cli(capsys, "run", str(tmp_path / "nope.yaml"))
     assert done.returncode == 2 and "not found" in done.stderr and "Traceback" not in done.stderr
 
 
-def test_existing_run_folder_is_never_overwritten(tmp_path: Path) -> None:
+def test_existing_run_folder_is_never_overwritten(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "run"
     silent = str(silent_copy(tmp_path))
-    assert cli("scenarios", "run", silent, "--steps", "3", "--out", str(out)).returncode == 0
+    assert run_cli(capsys, "run", silent, "--steps", "3", "--out", str(out)).returncode == 0
     before = {p.name: p.read_bytes() for p in out.iterdir()}
-    again = cli("scenarios", "run", silent, "--steps", "5", "--out", str(out))
+    again = run_cli(capsys, "run", silent, "--steps", "5", "--out", str(out))
     assert again.returncode == 2 and "--force" in again.stderr
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
-    forced = cli("scenarios", "run", silent, "--steps", "5", "--out", str(out), "--force")
+    forced = run_cli(capsys, "run", silent, "--steps", "5", "--out", str(out), "--force")
     assert forced.returncode == 0
     assert len(rows(out / "slots.csv")) == 5
 
@@ -163,7 +173,7 @@ def test_interrupted_run_keeps_every_finished_slot(tmp_path: Path) -> None:
     assert load_scenario(tmp_path / "r" / "config.yaml").slots == 100
 
 
-def test_unreachable_ollama_exits_2_with_what_to_do(tmp_path: Path) -> None:
+def test_unreachable_ollama_exits_2_with_what_to_do(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import socket
 
     with socket.socket() as s:              # a port nothing listens on
@@ -173,7 +183,7 @@ def test_unreachable_ollama_exits_2_with_what_to_do(tmp_path: Path) -> None:
     path.write_text(CITY_BLOCK.read_text().replace("    backend: embedded", "    backend: ollama", 1)
                     .replace("    ollama_model: qwen2.5:3b", f"    ollama_model: qwen2.5:3b\n"
                                                               f"    ollama_host: http://127.0.0.1:{port}", 1))
-    done = cli("scenarios", "run", str(path), "--steps", "3", "--out", str(tmp_path / "r"))
+    done = run_cli(capsys, "run", str(path), "--steps", "3", "--out", str(tmp_path / "r"))
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "ollama serve" in done.stderr and str(port) in done.stderr
     assert not (tmp_path / "r").exists(), "a model that cannot start leaves no run folder behind"
@@ -206,10 +216,10 @@ def test_failed_feedback_is_counted_or_stops_the_run_with_fail_fast(tmp_path: Pa
     assert 0 < len(stopped) < 60 and float(stopped[-1]["feedback_failed"]) > 0
 
 
-def test_a_missing_image_model_folder_exits_2_naming_it(tmp_path: Path) -> None:
+def test_a_missing_image_model_folder_exits_2_naming_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text(CITY_BLOCK.read_text().replace("model: shipped", f"model: {tmp_path / 'nowhere'}", 1))
-    done = cli("scenarios", "run", str(bad), "--steps", "2", "--out", str(tmp_path / "r"))
+    done = run_cli(capsys, "run", str(bad), "--steps", "2", "--out", str(tmp_path / "r"))
     assert done.returncode == 2, done.stderr
     assert "nowhere does not exist" in done.stderr and "Traceback" not in done.stderr
 
@@ -219,7 +229,6 @@ def test_a_model_that_cannot_start_on_its_first_call_ends_the_run_with_one_messa
     # instances start when first asked (a run from the answer cache loads none): one that cannot start then
     # is bad input (exit 2, its message as is, not "a bug"), and the slots before it are kept
     import scenarios.assemble as assemble_module
-    from scenarios.cli import main
     from world.llm_config import LlmSetupError
 
     class CannotStart:

@@ -16,8 +16,9 @@ import pytest
 import scenarios.assemble as assemble_module
 import scenarios.run as run_module
 from scenarios.loader import ScenarioError
-from scenarios.replay import NOT_REPLAYED, resume_config
+from scenarios.replay import NOT_REPLAYED
 from scenarios.run import run_scenario
+from scenarios.tables import RunFolder
 from tests.scenarios.test_train_cli import short_block
 from tests.shipped import ROOT, shipped, silent_copy
 from tests.world.scripted import ScriptedBackend
@@ -62,7 +63,7 @@ def test_a_resumed_run_ends_as_an_uninterrupted_one(tmp_path: Path, scripted: Sc
         with (tmp_path / "split" / name).open("a") as f:
             f.write("31,31.0,2")
     calls_before = scripted.calls
-    result = run_scenario(resume_config(tmp_path / "split"), out=tmp_path / "split", log=quiet, resume=True)
+    result = run_scenario(RunFolder(tmp_path / "split").read_config(), out=tmp_path / "split", log=quiet, resume=True)
     assert result.slots == 60
     whole, split = (table(tmp_path / d / "slots.csv") for d in ("whole", "split"))
     assert len(split) == 60 and split == whole
@@ -89,7 +90,7 @@ def test_a_run_that_does_not_replay_as_recorded_is_refused_and_left_as_it_was(tm
     path.write_text("".join(lines))
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     with pytest.raises(ScenarioError, match=r"slot 5 does not replay as recorded .*requests_issued"):
-        run_scenario(resume_config(out), out=out, log=quiet, resume=True)
+        run_scenario(RunFolder(out).read_config(), out=out, log=quiet, resume=True)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 
 
@@ -97,11 +98,11 @@ def test_a_finished_run_or_a_folder_without_a_run_is_refused(tmp_path: Path) -> 
     out = tmp_path / "r"
     run_scenario(shipped({"feedback": {"mode": "silent"}}), steps=5, out=out, log=quiet)
     with pytest.raises(ScenarioError, match="finished all 5 slots.*--steps"):
-        run_scenario(resume_config(out), out=out, log=quiet, resume=True)
-    longer = run_scenario(resume_config(out), steps=8, out=out, log=quiet, resume=True)
+        run_scenario(RunFolder(out).read_config(), out=out, log=quiet, resume=True)
+    longer = run_scenario(RunFolder(out).read_config(), steps=8, out=out, log=quiet, resume=True)
     assert longer.slots == 8 and len(table(out / "slots.csv")) == 8
     with pytest.raises(ScenarioError, match="holds no run"):
-        resume_config(tmp_path)
+        RunFolder(tmp_path).read_config()
 
 
 def started(*args: str) -> subprocess.Popen[str]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import urllib.parse
 
 import httpx
 
@@ -20,33 +19,11 @@ finally:
 
 from agents.answer import ANSWER_SCHEMA
 from world.llm.embedded import DeadlineTransport
-from world.llm_config import DEFAULT_OLLAMA_HOST, SAMPLING_SEED, LlmConfig, LlmSetupError
+from world.llm_config import SAMPLING_SEED, LlmConfig, LlmSetupError, ollama_host
 
 __all__ = ["ChatOllama", "ResponseError", "check_ollama", "ollama_chat", "ollama_host"]
 
 OLLAMA_PROBE_TIMEOUT_S = 3.0  # how long build_backends waits for an Ollama server to answer, s
-
-
-def ollama_host(cfg: LlmConfig) -> str:
-    """The Ollama server URL: cfg.ollama_host, else OLLAMA_HOST, else the default; scheme and port filled in."""
-    host = (cfg.ollama_host or os.environ.get("OLLAMA_HOST") or DEFAULT_OLLAMA_HOST).strip().rstrip("/")
-    if "://" not in host:                              # OLLAMA_HOST is often "0.0.0.0:11434" or "localhost"
-        host = "http://" + host
-    scheme, rest = host.split("://", 1)
-    if ":" not in rest.split("/", 1)[0].rsplit("]", 1)[-1]:
-        netloc, _, path = rest.partition("/")
-        rest = f"{netloc}:{11434 if scheme == 'http' else 443}" + (f"/{path}" if path else "")
-    url = f"{scheme}://{rest}"
-    where = "feedback.llm.ollama_host" if cfg.ollama_host else "OLLAMA_HOST"
-    try:
-        parts = urllib.parse.urlsplit(url)
-        parts.port                                     # noqa: B018  # raises for a port outside 0-65535
-    except ValueError as exc:
-        raise LlmSetupError(f"{where} = {url!r} is not an address ({exc}); give one like "
-                            f"{DEFAULT_OLLAMA_HOST}") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in url):
-        raise LlmSetupError(f"{where} = {url!r} is not an http(s) address; give one like {DEFAULT_OLLAMA_HOST}")
-    return url
 
 
 def check_ollama(host: str, model: str) -> None:
