@@ -22,6 +22,7 @@ from scenarios.plots import plot_energy, plot_latency, plot_learning_curve, plot
 from scenarios.sheet import SheetCell, image_sheet
 from scenarios.tables import RunFolder, num, read_table
 from world.config import LEARNER_NAMES
+from world.feedback_model import LEARNED_BACKEND
 
 # Student t quantile for a two-sided 95% interval, by degrees of freedom (1.96 beyond)
 T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
@@ -134,12 +135,21 @@ def summary_rows(slots: list[dict[str, str]], requests: list[dict[str, str]], us
     rows.append(("energy", f"GPU {total('gpu_energy_j') / 1e3:,.1f} kJ, radio {total('tx_energy_j'):,.1f} J, "
                            f"phones {total('device_energy_j') / 1e3:,.2f} kJ; {over} of {n} slots over budget"))
     rows.append(("GPU", f"mean utilisation {np.nanmean([num(s['gpu_utilisation']) for s in slots]):.0%}"))
-    calls, hits = int(num(last["llm_calls"])), int(num(last["cache_hits"]))
-    latency = num(last["llm_median_latency_s"])
-    rows.append(("language model", f"{calls} calls, {hits} cache hits, "
-                                    f"{int(total('feedback_invalid'))} invalid, {int(total('feedback_failed'))} failed"
-                                    + ("" if math.isnan(latency) else f", median latency {latency:.2f} s")))
+    rows.append(("language model", model_answers(requests)))
     return rows
+
+
+def model_answers(requests: list[dict[str, str]]) -> str:
+    """What the language model answered, request by request (requests.csv): slots.csv counts only to the last
+    slot, not the answers given while the run finished, nor, in a resumed run, those before the resume."""
+    asked = [r for r in requests if r["feedback_backend"] not in ("", LEARNED_BACKEND)]
+    hits = sum(r["feedback_cached"] == "True" for r in asked)
+    failed = sum(r["feedback_failed"] == "True" for r in asked)
+    invalid = sum(r["feedback_valid"] == "False" and r["feedback_failed"] != "True" for r in asked)
+    latencies = [x for x in (num(r["feedback_latency_s"]) for r in asked if r["feedback_cached"] != "True")
+                 if not math.isnan(x)]
+    return (f"{len(asked) - hits} calls, {hits} cache hits, {invalid} invalid, {failed} failed"
+            + (f", median latency {statistics.median(latencies):.2f} s" if latencies else ""))
 
 
 def summary_table(report: Report, title: str) -> Table:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -62,6 +63,10 @@ def test_smoke_city_block_seed_42(tmp_path: Path) -> None:
         assert r["state"] == "rated" and r["feedback_backend"].startswith("embedded:")
     valid = [r for r in requests if r["feedback_valid"] == "True"]
     assert len(valid) == len(requests)
+    # the summary counts every answer, those given after the last slot too
+    calls, hits = re.search(r"^language model: (\d+) calls, (\d+) cache hits, 0 invalid, 0 failed", done.stdout,
+                            re.M).groups()
+    assert int(calls) + int(hits) == len(requests), done.stdout
     assert all(r["feedback_text"].strip() and 1 <= int(r["rating"]) <= 5 for r in valid)
     assert all(0.0 <= float(r["qoe"]) <= 1.0 for r in valid)
     # requests.csv also holds the requests finished after the last slot (no new requests then)

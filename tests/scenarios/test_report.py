@@ -104,3 +104,20 @@ def test_a_rating_without_words_says_who_gave_it() -> None:
     r.feedback = Feedback("", 4, 3.8, "", 0.0, "learned", valid=True)    # the learned persona model's answer
     assert SheetCell.from_request(r).feedback == "Ana (+N): (no words: rated by the learned persona model)"
     assert str(request_cells(r)[-1]) == "(no words: rated by the learned persona model)"
+
+
+def test_the_summary_counts_every_answer_of_the_model_those_after_the_last_slot_too(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import scenarios.assemble as assemble_module
+    from tests.world.scripted import ScriptedBackend
+
+    monkeypatch.setattr(assemble_module, "build_backends", lambda cfg, n: ([ScriptedBackend()], lambda: None))
+    cfg = shipped({"feedback": {"mode": "live", "cache": str(tmp_path / "answers.sqlite")}})
+    for run, from_cache in (("first", False), ("again", True)):     # the same run again: every answer cached
+        run_scenario(cfg, steps=20, seed=4, out=tmp_path / run, log=lambda line: None)
+        requests = read_table(tmp_path / run / "requests.csv")
+        answered = sum(r["feedback_valid"] == "True" for r in requests)
+        assert answered == len(requests) and any(int(r["finished_slot"]) > 20 for r in requests)
+        rows = dict(write_report(tmp_path / run, [], policy="fixed", budget_j=300.0).rows)
+        calls, hits = (0, answered) if from_cache else (answered, 0)
+        assert rows["language model"].startswith(f"{calls} calls, {hits} cache hits, 0 invalid, 0 failed"), rows
