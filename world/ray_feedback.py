@@ -26,6 +26,7 @@ from world.llm_config import LlmConfig, LlmSetupError
 
 READY_TIMEOUT_S = 300.0     # an actor waits for a free CPU, then loads its model (seconds on a laptop)
 INSTALL_HINT = "pip install -e '.[ray]'"
+NICENESS = "RAY_worker_niceness"   # Ray's setting (environment) for the niceness of the workers it starts
 
 
 def ray_available() -> bool:
@@ -59,9 +60,18 @@ def ensure_ray(num_cpus: int | None = None) -> bool:
     if os.environ.get("RAY_ADDRESS"):
         ray.init(logging_level=logging.ERROR, log_to_driver=False)     # the cluster decides how many CPUs
     else:
-        # "local": a new Ray of our own, never a cluster that `ray start` left on this machine
-        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, logging_level=logging.ERROR,
-                 log_to_driver=False)
+        # "local": a new Ray of our own, never a cluster that `ray start` left on this machine. Ray starts its
+        # workers at nice 15, where beside any busy program a sweep's runs or a model actor get a few percent
+        # of a core (an actor then misses READY_TIMEOUT_S): this Ray's workers run at the caller's priority.
+        # Its raylet reads the setting as it starts; the caller's environment is left as it was.
+        before = os.environ.get(NICENESS)
+        os.environ.setdefault(NICENESS, "0")
+        try:
+            ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, logging_level=logging.ERROR,
+                     log_to_driver=False)
+        finally:
+            if before is None:
+                os.environ.pop(NICENESS, None)
     return True
 
 

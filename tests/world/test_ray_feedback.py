@@ -55,6 +55,17 @@ def test_answers_through_actors_equal_local_answers_and_spread_over_them(ray_loc
     assert os.getpid() not in {int(a.raw) for a in remote}, "answers come from the actors' processes"
 
 
+def test_the_local_rays_workers_run_at_this_processs_priority(ray_local: None) -> None:
+    """Not at Ray's default nice 15, where beside busy programs they would get a few percent of a core."""
+    import ray
+
+    @ray.remote
+    def niceness() -> int:
+        return os.nice(0)
+
+    assert ray.get(niceness.remote(), timeout=HANG_S) == os.nice(0)
+
+
 def test_an_actor_that_cannot_build_its_backend_is_a_setup_error(ray_local: None) -> None:
     with pytest.raises(LlmSetupError, match="could not start its model.*the model file is damaged"):
         ray_backends(BuildBroken(), instances=1)
