@@ -176,6 +176,9 @@ def test_the_ray_address_cluster_path(tmp_path: Path) -> None:
     # one authentication mode for the head and the sweep: on a machine with a Ray token file (~/.ray/auth_token)
     # the head was seen to require a token that the sweep's client did not send ("InvalidAuthToken")
     env["RAY_AUTH_MODE"] = "disabled"
+    # the head's workers at this process's priority, as a local Ray's (ensure_ray): at Ray's nice 15 this test
+    # took 390.67 s beside two busy loops, most of it the two runs waiting for a share of a core
+    env["RAY_worker_niceness"] = "0"
     head = subprocess.Popen([str(ray_bin), "start", "--head", "--block", f"--port={port}", "--num-cpus=2",
                              "--include-dashboard=false", "--disable-usage-stats"],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
