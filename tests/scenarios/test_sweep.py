@@ -16,6 +16,7 @@ from scenarios import cli
 from scenarios.sweep import MEASURES, run_sweep
 from scenarios.sweep_plan import parse_sets, plan_sweep
 from tests.shipped import CITY_BLOCK
+from world.ray_feedback import NICENESS
 
 # the city block, small and quick: frozen learned feedback (no LLM), profiled images
 SETS = ["users.count=12", "feedback.mode=learned", "feedback.learned_live_share=0", "imagegen.render=profile"]
@@ -178,7 +179,7 @@ def test_the_ray_address_cluster_path(tmp_path: Path) -> None:
     env["RAY_AUTH_MODE"] = "disabled"
     # the head's workers at this process's priority, as a local Ray's (ensure_ray): at Ray's nice 15 this test
     # took 390.67 s beside two busy loops, most of it the two runs waiting for a share of a core
-    env["RAY_worker_niceness"] = "0"
+    env[NICENESS] = "0"
     head = subprocess.Popen([str(ray_bin), "start", "--head", "--block", f"--port={port}", "--num-cpus=2",
                              "--include-dashboard=false", "--disable-usage-stats"],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
