@@ -11,7 +11,7 @@ from world.config import PopulationConfig, ScenarioConfig
 ROOT = Path(__file__).resolve().parents[1]
 CITY_BLOCK = ROOT / "scenarios" / "city_block.yaml"
 # feedback.llm.timeout_s of tests that ask the real model: a bound on a hang, never on speed. With both cores
-# busy beside the suite's two workers, an answer of the 1.5B that takes 25 s alone can take minutes, and one
+# busy beside the suite's two workers, a first answer of the 1.5B (23.7 s median alone) can take minutes, and one
 # failed in a run would change what the test compares.
 HANG_S = 900.0
 

@@ -48,7 +48,7 @@ def test_smoke_city_block_seed_42(tmp_path: Path) -> None:
     out = tmp_path / "run"
     # the fixed base station: the trained one hands steps to the phones, whose images take ~40 s
     # a bound on a hang, not a speed test: each persona's first answer reads its whole rubric and examples
-    # (about 28 s of the 1.5B on one thread; four slots issue four requests, all answered as the run finishes)
+    # (23.7 s median on one thread, benchmarks/persona_fidelity.py); four slots issue four requests here
     done = cli("scenarios.city_block", "--steps", "4", "--seed", "42", "--policy", "fixed", "--out", str(out),
                timeout_s=1200)
     assert done.returncode == 0, done.stderr
