@@ -20,7 +20,7 @@ from policies.env import EVALUATION_SEED, episode_seed  # noqa: E402  # the repo
 from policies.library import RequestView  # noqa: E402
 from policies.sb3 import SB3Learner  # noqa: E402
 from scenarios.commands import scenario_path  # noqa: E402
-from scenarios.train import training_env  # noqa: E402
+from scenarios.training import training_env  # noqa: E402
 
 parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
 parser.add_argument("--algorithm", default="td3", choices=("td3", "sac", "ddpg"))

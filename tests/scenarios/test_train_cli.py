@@ -180,7 +180,7 @@ def test_a_checkpoint_with_non_finite_weights_is_refused_before_anything_is_writ
 
 def interrupted_at(monkeypatch: pytest.MonkeyPatch, episode: int) -> None:
     """Ctrl-C while episode `episode` (from 0) runs."""
-    import scenarios.train as train_module
+    import scenarios.training as train_module
 
     real, calls = train_module.run_episode, []
 
