@@ -15,7 +15,7 @@ import sqlite3
 import threading
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from agents.feedback import Delivery, Feedback, FeedbackBackend, FeedbackStats, feedback_messages
@@ -124,7 +124,7 @@ class FeedbackPool:
             pending = self._in_flight.get(key)
             if pending is not None:
                 self.stats.cache_hits += 1
-                return pending
+                return _served_again(pending)
             stored = self.cache.get(key) if self.cache else None
             if stored is not None:
                 self.stats.cache_hits += 1
@@ -181,3 +181,22 @@ class FeedbackPool:
             lane.executor.shutdown(wait=True, cancel_futures=True)
         if self.cache:
             self.cache.close()
+
+
+def _served_again(pending: Future[Feedback]) -> Future[Feedback]:
+    """The answer to an identical question still being asked, as a cache hit (zero latency) when it comes: the
+    request records then count one model call, as the pool's statistics do."""
+    hit: Future[Feedback] = Future()
+
+    def settle(done: Future[Feedback]) -> None:
+        if done.cancelled():        # the pool closed before the call ran
+            hit.cancel()
+            return
+        error = done.exception()
+        if error is not None:
+            hit.set_exception(error)
+        else:
+            hit.set_result(replace(done.result(), cached=True, latency_s=0.0))
+
+    pending.add_done_callback(settle)
+    return hit

@@ -7,15 +7,16 @@ model); the real embedded model is exercised in test_llm.py.
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from agents.feedback import Delivery
+from agents.feedback import Delivery, Feedback
 from agents.persona import BigFive, Persona
 from agents.feedback import LATENCY_WINDOW, FeedbackStats
-from world.feedback import FeedbackCache, FeedbackPool
+from world.feedback import FeedbackBackendError, FeedbackCache, FeedbackPool
 from tests.world.scripted import ScriptedBackend
 from world.feedback_model import LearnedFeedback, features, spearman
 
@@ -95,7 +96,27 @@ def test_identical_questions_in_flight_are_asked_once() -> None:
     backend = ScriptedBackend(delay_s=0.1)
     pool = FeedbackPool([backend], "scripted", {}, None)
     a, b = pool.submit(ANA, delivery()), pool.submit(ANA, delivery())
-    assert a.result() == b.result() and backend.calls == 1 and pool.stats.cache_hits == 1
+    first, second = a.result(), b.result()
+    assert backend.calls == 1 and pool.stats.calls == 1 and pool.stats.cache_hits == 1
+    # the request records count what the statistics count: one call, and one answer served again
+    assert not first.cached and first.latency_s > 0
+    assert second == replace(first, cached=True, latency_s=0.0)
+    pool.close()
+
+
+def test_a_failed_call_fails_the_identical_question_waiting_on_it_too() -> None:
+    class Raising(ScriptedBackend):
+        def give_feedback(self, persona: Persona, delivery: Delivery) -> Feedback:
+            super().give_feedback(persona, delivery)
+            raise ConnectionError("refused")
+
+    backend = Raising(delay_s=0.1)
+    pool = FeedbackPool([backend], "scripted", {}, None)
+    a, b = pool.submit(ANA, delivery()), pool.submit(ANA, delivery())
+    for future in (a, b):
+        with pytest.raises(FeedbackBackendError, match="refused"):
+            future.result(timeout=60)
+    assert backend.calls == 1
     pool.close()
 
 
