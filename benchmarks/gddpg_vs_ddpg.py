@@ -40,7 +40,8 @@ POLICIES = ("gddpg", "ddpg", "sb3-td3", "sb3-sac", "greedy", "fixed", "random", 
 def one_run(args: tuple[str, str, int, int, str]) -> tuple[str, int, list[dict[str, float]], float]:
     scenario, policy, seed, episodes, out = args
     from scenarios.commands import scenario_path
-    from scenarios.training import TrainOptions, train
+    from scenarios.train_options import TrainOptions
+    from scenarios.training import train
 
     started = time.perf_counter()
     if policy.startswith("sb3-"):
@@ -58,7 +59,8 @@ def sb3_run(path: Path, algorithm: str, seed: int, episodes: int) -> list[dict[s
     from policies.env import episode_seed
     from policies.library import RequestView
     from policies.sb3 import SB3Learner
-    from scenarios.training import TrainOptions, training_env
+    from scenarios.train_options import TrainOptions
+    from scenarios.training import training_env
 
     torch.set_num_threads(1)
     opts = TrainOptions(policy=f"sb3-{algorithm}", episodes=episodes, seed=seed, feedback="frozen")

@@ -24,7 +24,8 @@ import yaml  # noqa: E402
 
 from scenarios.commands import scenario_path  # noqa: E402  # the repository root is on the path from here
 from scenarios.loader import load_scenario  # noqa: E402
-from scenarios.training import TrainOptions, train  # noqa: E402
+from scenarios.train_options import TrainOptions  # noqa: E402
+from scenarios.training import train  # noqa: E402
 
 KEYS = (("reward_per_slot", "reward/slot"), ("total_qoe_per_slot", "QoE/slot"), ("mean_qoe", "QoE/request"),
         ("mean_steps", "steps"), ("mean_wait_s", "wait s"), ("requests_rated", "rated"), ("wall_s", "wall s"))

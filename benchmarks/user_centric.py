@@ -36,7 +36,8 @@ def run_policy(path: Path, policy: str, checkpoint: Path | None, seeds: int) -> 
 
     from policies.env import EVALUATION_SEED, AllocationEnv, episode_seed
     from scenarios.assemble import LEARNERS, assemble
-    from scenarios.training import TrainOptions, training_config
+    from scenarios.train_options import TrainOptions
+    from scenarios.training import training_config
 
     torch.set_num_threads(1)
     cfg = training_config(load_scenario(path), TrainOptions(policy=policy, episodes=1, seed=0, feedback="frozen"))

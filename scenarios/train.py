@@ -5,7 +5,8 @@
 
 Each episode is a fresh block, seeded from --seed and the episode number; a learner learns from every
 request rated (`scenarios/training.py` is the loop, and what a script of one's own imports); heuristic
-policies run the same episodes without learning, so their curves compare with the learners'.
+policies run the same episodes without learning, so their curves compare with the learners'. The options,
+their defaults and what --resume goes on with are `scenarios/train_options.py`.
 
 The run folder holds:
     config.yaml          the resolved scenario (with the --feedback and --render choices applied)
@@ -27,22 +28,14 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from dataclasses import fields
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
-from policies.ddpg import NonFiniteError
 from scenarios.commands import EXIT_INTERRUPTED, Parser, add_debug_option, guarded, positive_int, scenario_path, seed_int
 from scenarios.curve import read_curve, tail_mean
-from scenarios.loader import ScenarioError
 from scenarios.tables import RunFolder
-from scenarios.training import FEEDBACK, TrainOptions, train
+from scenarios.train_options import FEEDBACK, RECORDED, TrainOptions, resumed_options
 from world.config import POLICIES
-
-# The options a run is started with, with their defaults: recorded in train.json, and what --resume goes on with.
-RECORDED = {f.name: f.default for f in fields(TrainOptions) if f.name != "episodes"}
-FLAGS = {k: "--" + k.replace("_", "-") for k in RECORDED}
-
 
 def main(argv: list[str] | None = None) -> int:
     parser = Parser(prog="python -m scenarios.train", description=__doc__.split("\n\n")[0],
@@ -85,30 +78,6 @@ def main(argv: list[str] | None = None) -> int:
     return guarded(_train, args, debug=args.debug)
 
 
-def resumed_options(out: Path, given: dict[str, Any], episodes: int | None, file: Path | None) -> TrainOptions:
-    """The options `out` was started with (its train.json), lengthened to `episodes` when given.
-
-    Raises:
-        ScenarioError: `out` holds no training run, or an option given contradicts the recorded one.
-    """
-    folder = RunFolder(out, "training")
-    try:
-        saved = folder.read_json(folder.options)
-    except FileNotFoundError:
-        raise ScenarioError(f"--resume: '{out}' holds no training run (no train.json); start without --resume") from None
-    except (OSError, ValueError) as exc:
-        raise ScenarioError(f"--resume: cannot read '{folder.options}' ({exc}); start again with --force") from None
-    recorded = {k: saved.get(k, default) for k, default in RECORDED.items()}
-    for key, value in given.items():
-        if value != recorded[key]:
-            raise ScenarioError(f"--resume: '{out}' trains {recorded['policy']} with {FLAGS[key]} {recorded[key]}, "
-                                f"not {value}; a resumed run goes on with the options it was started with: drop "
-                                f"{FLAGS[key]} (or start a new run with another --out)")
-    if file is not None and saved.get("scenario") and Path(saved["scenario"]).resolve() != file.resolve():
-        raise ScenarioError(f"--resume: '{out}' trains on {saved['scenario']}, not {file}; drop FILE or give that one")
-    return TrainOptions(episodes=episodes or int(saved.get("episodes", 1)), **recorded)
-
-
 def _train(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     path = scenario_path(args.file) if args.file is not None else None
@@ -119,6 +88,9 @@ def _train(args: argparse.Namespace) -> int:
         path = RunFolder(out, "training").config      # the scenario as the run resolved it
     else:
         opts = TrainOptions(episodes=args.episodes or TrainOptions.episodes, **{**RECORDED, **given})
+    from policies.ddpg import NonFiniteError        # the trainer loads torch: --help and refused options are quick
+    from scenarios.training import train
+
     try:
         with _progress(args.no_progress) as report:
             curve = train(path, opts, out, resume=args.resume, force=args.force, progress=report)

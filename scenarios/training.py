@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -28,28 +27,10 @@ from scenarios.assemble import LEARNERS, assemble
 from scenarios.curve import append_curve, read_curve, write_curve
 from scenarios.loader import ScenarioError, load_scenario
 from scenarios.tables import RunFolder
+from scenarios.train_options import TrainOptions
 from world.config import ScenarioConfig
 from world.feedback_model import LearnedFeedback
 from world.files import write_atomic
-
-FEEDBACK = ("learned", "frozen", "live")
-
-
-@dataclass
-class TrainOptions:
-    """What a training run does besides the scenario."""
-
-    policy: str = "gddpg"
-    episodes: int = 100
-    seed: int = 0
-    feedback: str = "learned"
-    render: str = "profile"
-    updates_per_request: int = 2
-    learning_starts: int = 256
-    max_requests: int = 8
-    checkpoint_every: int = 5
-    threads: int = 1
-
 
 def training_config(cfg: ScenarioConfig, opts: TrainOptions) -> ScenarioConfig:
     """The scenario as trained: images rendered as asked, feedback as asked.

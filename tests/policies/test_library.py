@@ -109,7 +109,8 @@ def test_project_learners_and_sb3_meet_the_same_blocks(tmp_path: Path) -> None:
     """Before learning starts both act uniformly at random from the same stream: with the same blocks their
     episodes must be identical, row for row."""
     from policies.sb3 import SB3Learner
-    from scenarios.training import TrainOptions, train, training_env
+    from scenarios.train_options import TrainOptions
+    from scenarios.training import train, training_env
     from tests.shipped import CITY_BLOCK
 
     path = tmp_path / "block.yaml"
