@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from collections import deque
 from concurrent.futures import Future
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from statistics import median
 from typing import Protocol
 
@@ -98,6 +98,10 @@ class Feedback:
     def as_dict(self) -> dict[str, object]:
         """Plain fields, for caches and records."""
         return asdict(self)
+
+    def reused(self) -> Feedback:
+        """This answer served again without asking the model (a cache hit): zero latency, marked cached."""
+        return replace(self, cached=True, latency_s=0.0)
 
 
 class FeedbackBackend(Protocol):

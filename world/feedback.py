@@ -15,7 +15,7 @@ import sqlite3
 import threading
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from agents.feedback import Delivery, Feedback, FeedbackBackend, FeedbackStats, feedback_messages
@@ -56,9 +56,7 @@ class FeedbackCache:
             row = self._db.execute("SELECT feedback FROM answers WHERE key = ?", (key,)).fetchone()
         if row is None:
             return None
-        data = json.loads(row[0])
-        data.update(cached=True, latency_s=0.0)
-        return Feedback(**data)
+        return Feedback(**json.loads(row[0])).reused()
 
     def put(self, key: str, feedback: Feedback) -> None:
         """Store a valid answer (invalid and failed answers are not cached: asking again may work)."""
@@ -196,7 +194,7 @@ def _served_again(pending: Future[Feedback]) -> Future[Feedback]:
         if error is not None:
             hit.set_exception(error)
         else:
-            hit.set_result(replace(done.result(), cached=True, latency_s=0.0))
+            hit.set_result(done.result().reused())
 
     pending.add_done_callback(settle)
     return hit
