@@ -130,6 +130,16 @@ class RunFolder:
         """run.json, train.json or another small JSON file of the folder."""
         return json.loads(path.read_text(encoding="utf-8"))
 
+    def read_options(self) -> dict[str, Any]:
+        """What a training was started with (train.json), to resume it."""
+        try:
+            return self.read_json(self.options)
+        except FileNotFoundError:
+            raise ScenarioError(f"--resume: '{self.path}' holds no training run (no train.json); start without "
+                                f"--resume") from None
+        except (OSError, ValueError) as exc:
+            raise ScenarioError(f"--resume: cannot read '{self.options}' ({exc}); start again with --force") from None
+
     def write_options(self, options: Mapping[str, Any]) -> None:
         """What a training was started with (train.json): what --resume goes on with."""
         write_atomic(self.options, json.dumps(dict(options), indent=1) + "\n")

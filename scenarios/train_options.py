@@ -42,13 +42,7 @@ def resumed_options(out: Path, given: dict[str, Any], episodes: int | None, file
     Raises:
         ScenarioError: `out` holds no training run, or an option given contradicts the recorded one.
     """
-    folder = RunFolder(out, "training")
-    try:
-        saved = folder.read_json(folder.options)
-    except FileNotFoundError:
-        raise ScenarioError(f"--resume: '{out}' holds no training run (no train.json); start without --resume") from None
-    except (OSError, ValueError) as exc:
-        raise ScenarioError(f"--resume: cannot read '{folder.options}' ({exc}); start again with --force") from None
+    saved = RunFolder(out, "training").read_options()
     recorded = {k: saved.get(k, default) for k, default in RECORDED.items()}
     for key, value in given.items():
         if value != recorded[key]:

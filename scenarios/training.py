@@ -32,6 +32,7 @@ from world.config import ScenarioConfig
 from world.feedback_model import LearnedFeedback
 from world.files import write_atomic
 
+
 def training_config(cfg: ScenarioConfig, opts: TrainOptions) -> ScenarioConfig:
     """The scenario as trained: images rendered as asked, feedback as asked.
 
@@ -118,8 +119,7 @@ def train(path: Path, opts: TrainOptions, out: Path, resume: bool = False, force
     learner: DDPG | None = None
     start_episode = 0
     extra: dict[str, Any] = {}
-    if resume and not folder.options.is_file():
-        raise ScenarioError(f"--resume: '{out}' holds no training run (no train.json); start without --resume")
+    saved = folder.read_options() if resume else {}
     finished = read_curve(folder.curve) if resume else []
     if resume and len(finished) >= opts.episodes:
         raise ScenarioError(f"--resume: '{out}' has finished all {len(finished)} episodes; to train longer, pass "
@@ -129,7 +129,6 @@ def train(path: Path, opts: TrainOptions, out: Path, resume: bool = False, force
         raise ScenarioError(f"--resume: '{out}' runs the heuristic '{opts.policy}', which keeps no checkpoint to go "
                             f"on from; run it again with --force")
     if resume and not fresh:
-        saved = folder.read_json(folder.options)
         if saved["policy"] != opts.policy or saved["seed"] != opts.seed:
             raise ScenarioError(f"--resume: '{out}' trains {saved['policy']} with seed {saved['seed']}, not "
                                 f"{opts.policy} with seed {opts.seed}; pass the same --policy and --seed")
