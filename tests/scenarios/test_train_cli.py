@@ -228,3 +228,25 @@ def test_resume_refuses_options_that_contradict_the_recorded_ones(
     assert (out / "curve.csv").read_bytes() == before
     assert main(["--out", str(tmp_path / "none"), "--resume"]) == 2
     assert "holds no training run" in capsys.readouterr().err
+
+
+def test_an_unreadable_or_missing_train_json_is_one_message_from_the_command_and_the_loop(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--resume` and `scenarios.training.train(resume=True)` read train.json the same way (RunFolder.read_options)."""
+    from scenarios.loader import ScenarioError
+    from scenarios.train_options import TrainOptions
+    from scenarios.training import train as train_loop
+
+    out = tmp_path / "run"
+    assert train(tmp_path, episodes=1, out=out) == 0
+    capsys.readouterr()
+    (out / "train.json").write_text("{cut off", encoding="utf-8")
+    assert main(["--out", str(out), "--resume", "--episodes", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot read" in err and "train.json" in err and err.count("\n") == 1, err
+    opts = TrainOptions(policy="ddpg", episodes=2, feedback="frozen")
+    with pytest.raises(ScenarioError, match="cannot read .*train.json"):
+        train_loop(out / "config.yaml", opts, out, resume=True)
+    (out / "train.json").unlink()
+    with pytest.raises(ScenarioError, match="holds no training run"):
+        train_loop(out / "config.yaml", opts, out, resume=True)
